@@ -1,0 +1,26 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Install missing Debian packages for a purpose (build, kernel). As root it
+# runs apt-get itself; otherwise it names what is missing and fails.
+set -eu
+case "${1:-build}" in
+build)  pkgs="gcc make pkg-config libmnl-dev libpci-dev" ;;
+kernel) pkgs="linux-source-6.1 flex bison bc libelf-dev xz-utils cpio busybox-static qemu-system-x86 iproute2" ;;
+tools)  pkgs="valgrind clang" ;;
+*) echo "install-deps.sh: unknown set '$1'" >&2; exit 2 ;;
+esac
+missing=
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "missing Debian packages:$missing (run: sudo apt-get install$missing)" >&2
+	exit 1
+fi
+echo "installing Debian packages:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >&2
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >&2
