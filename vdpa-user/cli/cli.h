@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared by the CLI's command files: one cmd_<object>_<verb>() per command. */
+#ifndef VDPA_CLI_H
+#define VDPA_CLI_H
+
+#include <stdbool.h>
+
+#include "json.h"
+
+struct cli_opts {
+	bool json;		/* -j */
+	bool pretty;		/* -p */
+	int verbose;		/* -v, repeatable: library log level */
+};
+extern struct cli_opts cli;
+
+/* Print "vdpa-user: <msg>" as one line on stderr; returns exit status 1. */
+int cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Same, with ": <strerror(-err)>" appended. */
+int cli_errno(int err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Progress on a terminal only (stderr is a tty and not -j). */
+void cli_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Commands. argv[0] is the first argument after the verb; each returns the
+ * process exit status.
+ */
+int cmd_dev_show(int argc, char **argv);
+int cmd_dev_info(int argc, char **argv);
+int cmd_traffic(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
+int cmd_migrate_out(int argc, char **argv);
+int cmd_migrate_in(int argc, char **argv);
+int cmd_state_show(int argc, char **argv);
+int cmd_state_check(int argc, char **argv);
+/* Netlink management (cmd-mgmt.c). */
+int cmd_mgmtdev_show(int argc, char **argv);
+int cmd_dev_add(int argc, char **argv);
+int cmd_dev_del(int argc, char **argv);
+int cmd_dev_config_show(int argc, char **argv);
+int cmd_dev_vstats_show(int argc, char **argv);
+
+#endif
