@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: MIT
+/* dev show, dev info: what a device is and what it can do. */
+#include <errno.h>
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <linux/virtio_blk.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_net.h>
+#include <vdpa-user/vdpa-user.h>
+
+#include "cli.h"
+#include "names.h"
+
+static void print_bits(struct json *j, const char *key, uint64_t bits,
+		       uint32_t device_id, bool backend)
+{
+	unsigned int b;
+
+	if (cli.json)
+		json_arr_open(j, key);
+	else
+		printf("  %s:", key);
+	for (b = 0; b < 64; b++) {
+		const char *n;
+		char tmp[16];
+
+		if (!(bits & (1ULL << b)))
+			continue;
+		n = backend ? backend_feature_name(b) :
+			      feature_name(device_id, b);
+		if (!n) {
+			snprintf(tmp, sizeof(tmp), "bit_%u", b);
+			n = tmp;
+		}
+		if (cli.json)
+			json_str(j, NULL, n);
+		else
+			printf(" %s", n);
+	}
+	if (cli.json)
+		json_arr_close(j);
+	else
+		printf("\n");
+}
+
+static void print_net_config(struct json *j, struct vdpa_dev *dev,
+			     uint64_t features)
+{
+	struct virtio_net_config c;
+	char mac[18];
+
+	memset(&c, 0, sizeof(c));
+	if (vdpa_dev_get_config(dev, 0, &c, sizeof(c)) < 0 &&
+	    vdpa_dev_get_config(dev, 0, &c, 12) < 0)
+		return;
+	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x",
+		 c.mac[0], c.mac[1], c.mac[2], c.mac[3], c.mac[4], c.mac[5]);
+	if (cli.json) {
+		json_obj_open(j, "config");
+		json_str(j, "mac", mac);
+		json_str(j, "link", c.status & VIRTIO_NET_S_LINK_UP ?
+			 "up" : "down");
+		json_u64(j, "max_virtqueue_pairs", c.max_virtqueue_pairs);
+		json_u64(j, "mtu", c.mtu);
+		json_obj_close(j);
+	} else {
+		printf("  config: mac %s link %s max_virtqueue_pairs %u mtu %u\n",
+		       mac, c.status & VIRTIO_NET_S_LINK_UP ? "up" : "down",
+		       c.max_virtqueue_pairs, c.mtu);
+	}
+}
+
+static void print_blk_config(struct json *j, struct vdpa_dev *dev)
+{
+	struct virtio_blk_config c;
+
+	memset(&c, 0, sizeof(c));
+	if (vdpa_dev_get_config(dev, 0, &c, 24) < 0)
+		return;
+	vdpa_dev_get_config(dev, offsetof(struct virtio_blk_config, blk_size),
+			    &c.blk_size, sizeof(c.blk_size));
+	if (cli.json) {
+		json_obj_open(j, "config");
+		json_u64(j, "capacity", c.capacity);
+		json_u64(j, "size_max", c.size_max);
+		json_u64(j, "seg_max", c.seg_max);
+		json_u64(j, "blk_size", c.blk_size);
+		json_obj_close(j);
+	} else {
+		printf("  config: capacity %llu sectors size_max %u seg_max %u "
+		       "blk_size %u\n", (unsigned long long)c.capacity,
+		       c.size_max, c.seg_max, c.blk_size);
+	}
+}
+
+int cmd_dev_info(int argc, char **argv)
+{
+	struct vdpa_dev *dev;
+	struct vdpa_caps caps;
+	struct json j;
+	int err;
+
+	if (argc != 1)
+		return cli_err("usage: vdpa-user dev info DEV");
+	err = vdpa_dev_open(argv[0], &dev);
+	if (err < 0)
+		return cli_errno(err, "%s", argv[0]);
+	err = vdpa_dev_get_caps(dev, &caps);
+	if (err < 0) {
+		vdpa_dev_close(dev);
+		return cli_errno(err, "%s: reading capabilities", argv[0]);
+	}
+	json_init(&j, stdout, cli.pretty);
+	if (cli.json) {
+		json_obj_open(&j, NULL);
+		json_obj_open(&j, argv[0]);
+		json_u64(&j, "device_id", caps.device_id);
+		json_str(&j, "class", device_class_name(caps.device_id));
+		json_u64(&j, "vq_count", caps.vq_count);
+		json_u64(&j, "vq_max_size", caps.vq_max_size);
+		json_u64(&j, "config_size", caps.config_size);
+		json_u64(&j, "iova_first", caps.iova_range.first);
+		json_u64(&j, "iova_last", caps.iova_range.last);
+	} else {
+		printf("%s: class %s (device id %u)\n", argv[0],
+		       device_class_name(caps.device_id), caps.device_id);
+		printf("  queues: %u, max size %u, config size %u\n",
+		       caps.vq_count, caps.vq_max_size, caps.config_size);
+		printf("  iova range: 0x%llx-0x%llx\n",
+		       (unsigned long long)caps.iova_range.first,
+		       (unsigned long long)caps.iova_range.last);
+	}
+	print_bits(&j, "features", caps.features, caps.device_id, false);
+	print_bits(&j, "backend_features", caps.backend_features,
+		   caps.device_id, true);
+	if (caps.device_id == VIRTIO_ID_NET)
+		print_net_config(&j, dev, caps.features);
+	else if (caps.device_id == VIRTIO_ID_BLOCK)
+		print_blk_config(&j, dev);
+	if (cli.json) {
+		json_obj_open(&j, "migration");
+		json_bool(&j, "suspend", caps.suspend);
+		json_bool(&j, "resume", caps.resume);
+		json_bool(&j, "device_state", caps.device_state);
+		json_obj_close(&j);
+		json_obj_close(&j);
+		json_obj_close(&j);
+		json_end(&j);
+	} else {
+		printf("  migration: suspend %s, resume %s, device state %s\n",
+		       caps.suspend ? "yes" : "no", caps.resume ? "yes" : "no",
+		       caps.device_state ? "yes (extension)" :
+		       "no (vring bases and class state only)");
+	}
+	vdpa_dev_close(dev);
+	return 0;
+}
+
+int cmd_dev_show(int argc, char **argv)
+{
+	struct json j;
+	glob_t g;
+	size_t i, n;
+	char **names;
+
+	if (argc > 1)
+		return cli_err("usage: vdpa-user dev show [DEV]");
+	if (argc == 1) {
+		n = 1;
+		names = argv;
+		memset(&g, 0, sizeof(g));
+	} else {
+		if (glob("/dev/vhost-vdpa-*", 0, NULL, &g) != 0)
+			g.gl_pathc = 0;
+		n = g.gl_pathc;
+		names = g.gl_pathv;
+	}
+	json_init(&j, stdout, cli.pretty);
+	if (cli.json) {
+		json_obj_open(&j, NULL);
+		json_obj_open(&j, "dev");
+	}
+	for (i = 0; i < n; i++) {
+		struct vdpa_dev *dev;
+		uint32_t id = 0;
+		int err = vdpa_dev_open(names[i], &dev);
+
+		if (err == 0) {
+			err = vdpa_dev_get_device_id(dev, &id);
+			vdpa_dev_close(dev);
+		}
+		if (cli.json) {
+			json_obj_open(&j, names[i]);
+			if (err == 0) {
+				json_str(&j, "class", device_class_name(id));
+				json_u64(&j, "device_id", id);
+			} else {
+				json_str(&j, "error", strerror(-err));
+			}
+			json_obj_close(&j);
+		} else if (err == 0) {
+			printf("%s: class %s\n", names[i],
+			       device_class_name(id));
+		} else {
+			printf("%s: %s\n", names[i], strerror(-err));
+		}
+	}
+	if (cli.json) {
+		json_obj_close(&j);
+		json_obj_close(&j);
+		json_end(&j);
+	}
+	if (argc == 0)
+		globfree(&g);
+	return 0;
+}
