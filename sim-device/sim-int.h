@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: MIT */
+/* vdpa-sim internals shared by the files in sim-device/. */
+#ifndef VDPA_SIM_INT_H
+#define VDPA_SIM_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include <syslog.h>
+
+#include <linux/vhost_types.h>
+#include <linux/virtio_ring.h>
+#include <vdpa-user/uapi-ext.h>
+#include <vdpa-user/wire.h>
+
+#include "sim.h"
+
+#define VSIM_STATUS_NEEDS_RESET	0x40
+/* Chains processed per queue before other events get a turn. */
+#define VSIM_BUDGET		256
+/* Write-back cache capacity in 512-byte sectors (32 MiB). */
+#define VSIM_WB_MAX		65536u
+#define VSIM_SECTOR		512u
+#define VSIM_BLK_ID		"vdpa-sim-blk"
+#define VSIM_MAX_PENDING	4	/* connections waiting for their EBUSY */
+
+struct vsim_region {
+	uint64_t uaddr, size;
+	uint8_t *host;		/* host address of uaddr */
+	void *map;		/* page-aligned mapping */
+	size_t map_len;
+};
+
+struct vsim_map {
+	uint64_t iova, last;	/* inclusive range */
+	uint64_t uaddr;
+	uint8_t *host;		/* host address of iova */
+	uint8_t perm;		/* VHOST_ACCESS_* */
+};
+
+/* One descriptor chain as host iovecs: out (readable) first, then in. */
+struct vsim_chain {
+	uint16_t head;
+	unsigned int nout, nin;
+	uint64_t out_len, in_len;
+	struct iovec *iov;	/* the queue's scratch array */
+};
+
+struct vsim_vq {
+	uint32_t num;
+	uint64_t desc_addr, avail_addr, used_addr;
+	bool ready;
+	int kick_fd, call_fd, err_fd;
+	uint16_t last_avail;	/* next avail entry to take */
+	uint16_t avail_cache;	/* last avail->idx read */
+	uint16_t used_idx;	/* next used entry to write */
+	uint16_t used_pub;	/* used->idx last published */
+	bool resolved;
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+	struct iovec *iov;
+	unsigned int iov_cap;
+	struct vsim_queue_stats st;
+};
+
+struct vsim_xfer {
+	bool active;		/* between SET_DEVICE_STATE_FD and CHECK */
+	bool started;		/* thread created */
+	uint32_t dir;
+	int fd;			/* the transfer fd (owned by the thread) */
+	int cancel_fd;		/* eventfd: wake the thread to give up */
+	pthread_t th;
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	bool done;
+	int result;		/* 0 or -errno from the thread */
+	uint8_t *buf;
+	size_t len, cap;
+};
+
+/* Write-back cache: open addressing sector -> slot. */
+struct vsim_wb {
+	uint64_t *keys;		/* VSIM_WB_MAX * 2 entries, UINT64_MAX empty */
+	uint32_t *slot;
+	uint64_t *slot_sector;	/* slot -> sector, in insertion order */
+	uint8_t *data;		/* VSIM_WB_MAX * 512, lazily touched */
+	uint32_t n;
+};
+
+struct vsim {
+	struct vsim_opts o;
+	char *backing;
+	pthread_mutex_t lock;
+	int epfd, stop_fd, listen_fd, conn_fd;
+	char *sock_path;
+	int pending[VSIM_MAX_PENDING];
+
+	/* per connection */
+	bool hello_done, owner;
+	uint64_t backend_features;
+	struct vsim_region regions[VSIM_MAX_MEM_REGIONS];
+	unsigned int nregions;
+	struct vsim_map *maps;
+	unsigned int nmaps, maps_cap, map_hint;
+	bool in_batch;
+	int config_call_fd;
+
+	/* device */
+	uint64_t dev_features, backend_offered;
+	uint64_t features;
+	uint8_t status;
+	bool suspended, broken;
+	char reason[128];
+	unsigned int nvqs;
+	struct vsim_vq vq[VSIM_MAX_VQS];
+	uint64_t work;		/* bitmap of queues with budget left over */
+	uint8_t config[64];
+	uint32_t config_size;
+
+	/* net */
+	uint8_t mac[6];
+	uint16_t curr_pairs;
+	bool promisc, allmulti;
+
+	/* blk */
+	uint8_t *disk;		/* RAM disk or NULL */
+	size_t disk_len;
+	int backing_fd;
+	struct vsim_wb wb;
+	uint64_t flushes;
+
+	struct vsim_xfer xfer;
+	unsigned int transfers;
+	uint8_t msg[VSIM_MSG_MAX];
+};
+
+void vsim_log(struct vsim *s, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Set NEEDS_RESET, raise the config interrupt, stop the data path. */
+void vsim_fail(struct vsim *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static inline bool vsim_has(const struct vsim *s, unsigned int bit)
+{
+	return s->features & (1ULL << bit);
+}
+
+/* vq.c: memory, IOTLB, rings */
+int vsim_mem_add(struct vsim *s, const struct vsim_mem *m, int fd);
+int vsim_mem_del(struct vsim *s, const struct vsim_mem *m);
+int vsim_iotlb_msg(struct vsim *s, const struct vhost_msg_v2 *msg);
+void vsim_mem_clear(struct vsim *s);
+/* Host iovecs for [iova, iova+len) with perm; -EFAULT/-EPERM/-ENOBUFS. */
+int vsim_xlate(struct vsim *s, uint64_t iova, uint64_t len, uint8_t perm,
+	       struct iovec *iov, unsigned int max, unsigned int *n);
+int vsim_vq_alloc(struct vsim_vq *vq, unsigned int max_num);
+void vsim_vq_reset(struct vsim_vq *vq, uint32_t num);
+/* 1 chain taken, 0 ring empty, < 0 device failed (NEEDS_RESET set). */
+int vsim_vq_pop(struct vsim *s, struct vsim_vq *vq, struct vsim_chain *c);
+void vsim_vq_push(struct vsim_vq *vq, uint16_t head, uint32_t len);
+/* Publish used entries, signal the call fd if the driver wants it. */
+void vsim_vq_flush(struct vsim *s, struct vsim_vq *vq);
+/* After draining: re-arm notifications, true if more work appeared. */
+bool vsim_vq_rearm(struct vsim *s, struct vsim_vq *vq);
+bool vsim_vq_can_run(const struct vsim *s, const struct vsim_vq *vq);
+size_t vsim_iov_from(const struct iovec *iov, unsigned int n, size_t skip,
+		     void *dst, size_t len);
+size_t vsim_iov_to(const struct iovec *iov, unsigned int n, size_t skip,
+		   const void *src, size_t len);
+
+/* net.c / blk.c */
+int vsim_net_init(struct vsim *s);
+void vsim_net_reset(struct vsim *s);
+void vsim_net_kick(struct vsim *s, unsigned int idx);
+int vsim_blk_init(struct vsim *s);
+void vsim_blk_fini(struct vsim *s);
+void vsim_blk_reset(struct vsim *s);
+void vsim_blk_kick(struct vsim *s, unsigned int idx);
+int vsim_blk_flush(struct vsim *s);
+/* write-back cache */
+uint8_t *vsim_wb_find(struct vsim *s, uint64_t sector);
+uint8_t *vsim_wb_insert(struct vsim *s, uint64_t sector);
+void vsim_wb_clear(struct vsim *s);
+int vsim_disk_write(struct vsim *s, uint64_t off, const void *buf, size_t len);
+
+/* state.c */
+int vsim_state_set_fd(struct vsim *s, struct vhost_vdpa_device_state_fd *a,
+		      int *fd);
+int vsim_state_check(struct vsim *s);
+void vsim_state_cancel(struct vsim *s);
+int vsim_state_save(struct vsim *s, uint8_t **ret_buf, size_t *ret_len);
+int vsim_state_load(struct vsim *s, const uint8_t *buf, size_t len);
+
+#endif

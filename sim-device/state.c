@@ -1,0 +1,496 @@
+// SPDX-License-Identifier: MIT
+/*
+ * vdpa-sim device-state extension (include/vdpa-user/uapi-ext.h, PROPOSAL):
+ * VHOST_VDPA_SET_DEVICE_STATE_FD / VHOST_VDPA_CHECK_DEVICE_STATE, and the
+ * simulator's own versioned, CRC32C-protected state blob.
+ *
+ * Blob (little endian):
+ *   header  u32 magic "VSST", u16 version 1, u16 header length 32,
+ *           u32 crc32c of the whole blob with this field 0, u32 sections,
+ *           u64 total length, u64 reserved 0
+ *   section u16 id, u16 flags 0, u32 length, length bytes
+ *     1 CONFIG  u32 type, u32 nvqs, u32 queue pairs, u32 0, u64 capacity
+ *     2 STATS   u32 nvqs, u32 0, nvqs x {requests, bytes, drops, overruns,
+ *               errors} u64
+ *     3 NET     u8 mac[6], u16 curr_pairs, u8 promisc, u8 allmulti, u8 0[6]
+ *     4 BLK     u64 dirty count, u64 flushes, count x {u64 sector, 512 B}
+ * Errors on load: -EINVAL truncated/malformed, -EPROTO bad magic, version,
+ * unknown section or a device of another type/configuration, -EBADMSG CRC.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/virtio_config.h>
+
+#include "sim-int.h"
+
+#if __has_include("crc32c.h")
+#include "crc32c.h"
+#else
+/* Fallback until common/crc32c.c lands: bitwise CRC32C (Castagnoli). */
+static uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	int k;
+
+	crc = ~crc;
+	while (len--) {
+		crc ^= *p++;
+		for (k = 0; k < 8; k++)
+			crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1)));
+	}
+	return ~crc;
+}
+#endif
+
+#define ST_MAGIC	0x54535356u	/* "VSST" */
+#define ST_VERSION	1
+#define ST_HDR		32u
+#define ST_SEC_HDR	8u
+#define ST_CRC_OFF	8u
+
+enum { SEC_CONFIG = 1, SEC_STATS, SEC_NET, SEC_BLK, SEC_MAX };
+
+#define STATS_WORDS	5
+#define BLK_ENTRY	(8u + VSIM_SECTOR)
+
+struct wbuf {
+	uint8_t *p;
+	size_t len;
+};
+
+static void put(struct wbuf *w, const void *v, size_t n)
+{
+	memcpy(w->p + w->len, v, n);
+	w->len += n;
+}
+
+static void put16(struct wbuf *w, uint16_t v) { put(w, &v, 2); }
+static void put32(struct wbuf *w, uint32_t v) { put(w, &v, 4); }
+static void put64(struct wbuf *w, uint64_t v) { put(w, &v, 8); }
+
+static void sec(struct wbuf *w, uint16_t id, uint32_t len)
+{
+	put16(w, id);
+	put16(w, 0);
+	put32(w, len);
+}
+
+int vsim_state_save(struct vsim *s, uint8_t **ret_buf, size_t *ret_len)
+{
+	size_t stats_len = 8 + (size_t)s->nvqs * STATS_WORDS * 8;
+	size_t blk_len = 16 + (size_t)s->wb.n * BLK_ENTRY;
+	size_t total = ST_HDR + ST_SEC_HDR + 24 + ST_SEC_HDR + stats_len;
+	uint32_t nsec = 3, crc, i;
+	struct wbuf w;
+
+	total += ST_SEC_HDR + (s->o.type == VSIM_TYPE_NET ? 16 : blk_len);
+	w.p = malloc(total);
+	if (!w.p)
+		return -ENOMEM;
+	w.len = 0;
+	put32(&w, ST_MAGIC);
+	put16(&w, ST_VERSION);
+	put16(&w, ST_HDR);
+	put32(&w, 0);
+	put32(&w, nsec);
+	put64(&w, total);
+	put64(&w, 0);
+
+	sec(&w, SEC_CONFIG, 24);
+	put32(&w, s->o.type);
+	put32(&w, s->nvqs);
+	put32(&w, s->o.type == VSIM_TYPE_NET ? s->o.queue_pairs : 0);
+	put32(&w, 0);
+	put64(&w, s->o.type == VSIM_TYPE_BLK ? s->o.capacity : 0);
+
+	sec(&w, SEC_STATS, (uint32_t)stats_len);
+	put32(&w, s->nvqs);
+	put32(&w, 0);
+	for (i = 0; i < s->nvqs; i++) {
+		const struct vsim_queue_stats *q = &s->vq[i].st;
+
+		put64(&w, q->requests);
+		put64(&w, q->bytes);
+		put64(&w, q->drops);
+		put64(&w, q->overruns);
+		put64(&w, q->errors);
+	}
+	if (s->o.type == VSIM_TYPE_NET) {
+		uint8_t z[6] = { 0 };
+
+		sec(&w, SEC_NET, 16);
+		put(&w, s->mac, 6);
+		put16(&w, s->curr_pairs);
+		put(&w, &(uint8_t){ s->promisc }, 1);
+		put(&w, &(uint8_t){ s->allmulti }, 1);
+		put(&w, z, 6);
+	} else {
+		sec(&w, SEC_BLK, (uint32_t)blk_len);
+		put64(&w, s->wb.n);
+		put64(&w, s->flushes);
+		for (i = 0; i < s->wb.n; i++) {
+			put64(&w, s->wb.slot_sector[i]);
+			put(&w, s->wb.data + (size_t)i * VSIM_SECTOR,
+			    VSIM_SECTOR);
+		}
+	}
+	crc = crc32c(0, w.p, w.len);
+	memcpy(w.p + ST_CRC_OFF, &crc, 4);
+	*ret_buf = w.p;
+	*ret_len = w.len;
+	return 0;
+}
+
+static uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+
+int vsim_state_load(struct vsim *s, const uint8_t *buf, size_t len)
+{
+	const uint8_t *sp[SEC_MAX] = { NULL };
+	uint32_t sl[SEC_MAX] = { 0 };
+	uint32_t nsec, crc, i;
+	size_t off;
+	uint64_t cnt = 0;
+
+	if (len < ST_HDR)
+		return -EINVAL;
+	if (get32(buf) != ST_MAGIC || get16(buf + 4) != ST_VERSION)
+		return -EPROTO;
+	if (get16(buf + 6) != ST_HDR || get64(buf + 16) != len ||
+	    get64(buf + 24) != 0)
+		return -EINVAL;
+	crc = crc32c(0, buf, ST_CRC_OFF);
+	crc = crc32c(crc, &(uint32_t){ 0 }, 4);
+	crc = crc32c(crc, buf + ST_CRC_OFF + 4, len - ST_CRC_OFF - 4);
+	if (crc != get32(buf + ST_CRC_OFF))
+		return -EBADMSG;
+	nsec = get32(buf + 12);
+	off = ST_HDR;
+	for (i = 0; i < nsec; i++) {
+		uint16_t id;
+		uint32_t l;
+
+		if (len - off < ST_SEC_HDR)
+			return -EINVAL;
+		id = get16(buf + off);
+		l = get32(buf + off + 4);
+		if (get16(buf + off + 2) != 0 || l > len - off - ST_SEC_HDR)
+			return -EINVAL;
+		if (id == 0 || id >= SEC_MAX)
+			return -EPROTO;
+		if (sp[id])
+			return -EINVAL;
+		sp[id] = buf + off + ST_SEC_HDR;
+		sl[id] = l;
+		off += ST_SEC_HDR + l;
+	}
+	if (off != len || !sp[SEC_CONFIG] || !sp[SEC_STATS])
+		return -EINVAL;
+
+	/* same device model and configuration */
+	if (sl[SEC_CONFIG] != 24)
+		return -EINVAL;
+	if (get32(sp[SEC_CONFIG]) != s->o.type ||
+	    get32(sp[SEC_CONFIG] + 4) != s->nvqs ||
+	    get32(sp[SEC_CONFIG] + 8) !=
+		(s->o.type == VSIM_TYPE_NET ? s->o.queue_pairs : 0) ||
+	    get64(sp[SEC_CONFIG] + 16) !=
+		(s->o.type == VSIM_TYPE_BLK ? s->o.capacity : 0))
+		return -EPROTO;
+	if (sl[SEC_STATS] != 8 + s->nvqs * STATS_WORDS * 8 ||
+	    get32(sp[SEC_STATS]) != s->nvqs)
+		return -EINVAL;
+	if (s->o.type == VSIM_TYPE_NET) {
+		uint16_t pairs;
+
+		if (sp[SEC_BLK])
+			return -EPROTO;
+		if (!sp[SEC_NET] || sl[SEC_NET] != 16)
+			return -EINVAL;
+		pairs = get16(sp[SEC_NET] + 6);
+		if (pairs < 1 || pairs > s->o.queue_pairs ||
+		    sp[SEC_NET][8] > 1 || sp[SEC_NET][9] > 1)
+			return -EINVAL;
+	} else {
+		if (sp[SEC_NET])
+			return -EPROTO;
+		if (!sp[SEC_BLK] || sl[SEC_BLK] < 16)
+			return -EINVAL;
+		cnt = get64(sp[SEC_BLK]);
+		if (cnt > VSIM_WB_MAX || sl[SEC_BLK] != 16 + cnt * BLK_ENTRY)
+			return -EINVAL;
+		for (i = 0; i < cnt; i++)
+			if (get64(sp[SEC_BLK] + 16 + (size_t)i * BLK_ENTRY) >=
+			    s->o.capacity)
+				return -EINVAL;
+	}
+
+	/* everything checked: apply */
+	for (i = 0; i < s->nvqs; i++) {
+		const uint8_t *q = sp[SEC_STATS] + 8 + i * STATS_WORDS * 8;
+
+		s->vq[i].st.requests = get64(q);
+		s->vq[i].st.bytes = get64(q + 8);
+		s->vq[i].st.drops = get64(q + 16);
+		s->vq[i].st.overruns = get64(q + 24);
+		s->vq[i].st.errors = get64(q + 32);
+	}
+	if (s->o.type == VSIM_TYPE_NET) {
+		memcpy(s->mac, sp[SEC_NET], 6);
+		s->curr_pairs = get16(sp[SEC_NET] + 6);
+		s->promisc = sp[SEC_NET][8];
+		s->allmulti = sp[SEC_NET][9];
+		return 0;
+	}
+	s->flushes = get64(sp[SEC_BLK] + 8);
+	if (s->wb.keys)
+		vsim_wb_clear(s);
+	for (i = 0; i < cnt; i++) {
+		const uint8_t *e = sp[SEC_BLK] + 16 + (size_t)i * BLK_ENTRY;
+		uint8_t *c = s->wb.keys ? vsim_wb_insert(s, get64(e)) : NULL;
+		int r;
+
+		if (c) {
+			memcpy(c, e + 8, VSIM_SECTOR);
+			continue;
+		}
+		/* write-through device: the dirty data goes to the disk */
+		r = vsim_disk_write(s, get64(e) * VSIM_SECTOR, e + 8,
+				    VSIM_SECTOR);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* ---- transfer -------------------------------------------------------------- */
+
+static void xfer_finish(struct vsim_xfer *x, int result)
+{
+	close(x->fd);
+	x->fd = -1;
+	pthread_mutex_lock(&x->m);
+	x->result = result;
+	x->done = true;
+	pthread_cond_broadcast(&x->c);
+	pthread_mutex_unlock(&x->m);
+}
+
+/* Wait until fd is ready for ev; -ECANCELED when cancelled. */
+static int wait_fd(struct vsim_xfer *x, short ev)
+{
+	struct pollfd p[2] = {
+		{ .fd = x->fd, .events = ev },
+		{ .fd = x->cancel_fd, .events = POLLIN },
+	};
+
+	for (;;) {
+		int n = poll(p, 2, -1);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (p[1].revents)
+			return -ECANCELED;
+		if (p[0].revents & POLLNVAL)
+			return -EBADF;
+		return 0;
+	}
+}
+
+static void *writer_main(void *arg)
+{
+	struct vsim_xfer *x = arg;
+	sigset_t pipe_set;
+	size_t off = 0;
+	int r = 0;
+
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
+	while (off < x->len) {
+		size_t chunk = x->len - off < 4096 ? x->len - off : 4096;
+		ssize_t n;
+
+		r = wait_fd(x, POLLOUT);
+		if (r < 0)
+			break;
+		n = write(x->fd, x->buf + off, chunk);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0) {
+			r = -errno;
+			if (r == -EPIPE) {
+				struct timespec zero = { 0, 0 };
+
+				/* eat the SIGPIPE raised at this thread */
+				sigtimedwait(&pipe_set, NULL, &zero);
+			}
+			break;
+		}
+		off += (size_t)n;
+	}
+	xfer_finish(x, r);
+	return NULL;
+}
+
+static void *reader_main(void *arg)
+{
+	struct vsim_xfer *x = arg;
+	int r;
+
+	for (;;) {
+		ssize_t n;
+
+		if (x->len == x->cap) {
+			size_t cap = x->cap ? x->cap * 2 : 65536;
+			uint8_t *p;
+
+			if (x->cap >= VSIM_STATE_MAX) {
+				r = -EFBIG;
+				break;
+			}
+			if (cap > VSIM_STATE_MAX)
+				cap = VSIM_STATE_MAX;
+			p = realloc(x->buf, cap);
+			if (!p) {
+				r = -ENOMEM;
+				break;
+			}
+			x->buf = p;
+			x->cap = cap;
+		}
+		r = wait_fd(x, POLLIN);
+		if (r < 0)
+			break;
+		n = read(x->fd, x->buf + x->len, x->cap - x->len);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0) {
+			r = -errno;
+			break;
+		}
+		if (n == 0) {
+			r = 0;
+			break;
+		}
+		x->len += (size_t)n;
+	}
+	xfer_finish(x, r);
+	return NULL;
+}
+
+int vsim_state_set_fd(struct vsim *s, struct vhost_vdpa_device_state_fd *a,
+		      int *fd)
+{
+	struct vsim_xfer *x = &s->xfer;
+	int r;
+
+	if (a->reserved || a->direction > VHOST_TRANSFER_STATE_DIRECTION_LOAD)
+		return -EINVAL;
+	if (a->phase != VHOST_TRANSFER_STATE_PHASE_STOPPED)
+		return -EOPNOTSUPP;
+	if (*fd < 0)
+		return -EINVAL;	/* this device always uses the caller's fd */
+	if (x->active)
+		return -EBUSY;
+	if (a->direction == VHOST_TRANSFER_STATE_DIRECTION_SAVE) {
+		if (!s->suspended)
+			return -EBUSY;
+	} else if ((s->status & VIRTIO_CONFIG_S_DRIVER_OK) && !s->suspended) {
+		return -EBUSY;
+	}
+	x->buf = NULL;
+	x->len = x->cap = 0;
+	if (a->direction == VHOST_TRANSFER_STATE_DIRECTION_SAVE) {
+		r = vsim_state_save(s, &x->buf, &x->len);
+		if (r < 0)
+			return r;
+	}
+	x->dir = a->direction;
+	x->fd = *fd;
+	x->done = false;
+	x->result = 0;
+	r = -pthread_create(&x->th, NULL,
+			    a->direction == VHOST_TRANSFER_STATE_DIRECTION_SAVE ?
+			    writer_main : reader_main, x);
+	if (r < 0) {
+		x->fd = -1;
+		free(x->buf);
+		x->buf = NULL;
+		return r;
+	}
+	*fd = -1;	/* the thread owns and closes it */
+	x->active = true;
+	x->started = true;
+	a->fd = -1;	/* the device uses the caller's fd */
+	vsim_log(s, LOG_INFO, "state %s started (%zu bytes)",
+		 x->dir ? "load" : "save", x->len);
+	return 0;
+}
+
+static void xfer_end(struct vsim_xfer *x)
+{
+	uint64_t v;
+
+	if (x->started)
+		pthread_join(x->th, NULL);
+	x->started = false;
+	x->active = false;
+	free(x->buf);
+	x->buf = NULL;
+	x->len = x->cap = 0;
+	if (read(x->cancel_fd, &v, sizeof(v)) < 0) {
+		/* not cancelled */
+	}
+}
+
+int vsim_state_check(struct vsim *s)
+{
+	struct vsim_xfer *x = &s->xfer;
+	struct timespec dl;
+	int r = 0;
+
+	if (!x->active)
+		return -EINVAL;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += VSIM_STATE_TIMEOUT_MS / 1000;
+	pthread_mutex_lock(&x->m);
+	while (!x->done && r == 0)
+		r = pthread_cond_timedwait(&x->c, &x->m, &dl);
+	pthread_mutex_unlock(&x->m);
+	if (!x->done)
+		return -ETIMEDOUT;	/* still open: CHECK again later */
+	pthread_join(x->th, NULL);
+	x->started = false;
+	r = x->result;
+	if (r == 0 && x->dir == VHOST_TRANSFER_STATE_DIRECTION_LOAD)
+		r = vsim_state_load(s, x->buf, x->len);
+	vsim_log(s, r < 0 ? LOG_WARNING : LOG_INFO, "state %s %s: %d",
+		 x->dir ? "load" : "save", r < 0 ? "failed" : "done", r);
+	if (r == 0)
+		s->transfers++;
+	xfer_end(x);
+	return r;
+}
+
+void vsim_state_cancel(struct vsim *s)
+{
+	struct vsim_xfer *x = &s->xfer;
+	uint64_t one = 1;
+
+	if (!x->active)
+		return;
+	if (write(x->cancel_fd, &one, sizeof(one)) < 0) {
+		/* already signalled */
+	}
+	xfer_end(x);
+}
