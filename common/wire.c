@@ -150,7 +150,7 @@ int vsim_request_takes_fd(uint32_t request)
 const char *vsim_request_name(uint32_t request)
 {
 	switch (request) {
-#define N(x) case x: return #x + 6
+#define N(x) case x: return &(#x)[6]
 	N(VHOST_GET_FEATURES);
 	N(VHOST_SET_FEATURES);
 	N(VHOST_SET_OWNER);
