@@ -18,7 +18,7 @@ WERROR      ?= 1
 V           ?= 0
 
 ifeq ($(SANITIZE),1)
-BUILD       := $(BUILD)-san
+override BUILD := $(BUILD)-san
 SANFLAGS    := -fsanitize=address,undefined -fno-omit-frame-pointer \
 	       -fno-sanitize-recover=undefined
 endif
@@ -121,7 +121,7 @@ $(SIM_A): $(SIM_OBJ) $(COMMON_OBJ)
 
 $(TUTIL_A): $(TUTIL_OBJ)
 	$(call msg,AR,$@)
-	$(Q)rm -f $@ && ar rcs $@ $^ $(if $^,,/dev/null 2>/dev/null || ar rcs $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(CLI): $(CLI_OBJ) $(LIB_A) $(SIM_A)
 	$(call msg,LD,$@)
