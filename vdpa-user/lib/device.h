@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/* Private: the device handle, its transport and its shadow state. */
+#ifndef VDPA_LIB_DEVICE_H
+#define VDPA_LIB_DEVICE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <linux/vhost_types.h>
+#include <vdpa-user/vdpa-user.h>
+#include <vdpa-user/wire.h>
+
+#define VDPA_MAX_VQS		64
+#define VDPA_MAX_MAPPED		16
+
+struct vdpa_dev;
+
+/* Argument of VSIM_REQ_ADD_MEM through vdpa_dev_call(). */
+struct vdpa_mem_arg {
+	struct vsim_mem m;
+	int fd;
+};
+
+/*
+ * A transport: the kernel's /dev/vhost-vdpa-N or a vdpa-sim socket. call()
+ * takes the same request/arg pairs as vdpa_dev_call() and returns >= 0 or
+ * -errno. On the kernel transport VSIM_REQ_ADD_MEM/DEL_MEM are no-ops (the
+ * kernel reads our address space directly).
+ */
+struct transport_ops {
+	const char *name;
+	int (*call)(struct vdpa_dev *dev, unsigned long request, void *arg);
+	void (*close)(struct vdpa_dev *dev);
+};
+
+extern const struct transport_ops kernel_transport;
+extern const struct transport_ops sim_transport;
+
+/* What the driver set through this handle: the kernel cannot tell us. */
+struct vdpa_vq_shadow {
+	uint32_t num;
+	struct vhost_vring_addr addr;
+	uint16_t base;
+	bool num_set, addr_set, base_set;
+	bool enabled;
+};
+
+struct vdpa_dev_shadow {
+	uint64_t features;
+	uint64_t backend_features;
+	bool features_set, backend_set;
+	uint8_t status;
+	struct vdpa_vq_shadow vq[VDPA_MAX_VQS];
+};
+
+struct vdpa_dev {
+	char *name;
+	const struct transport_ops *ops;
+	int fd;			/* /dev/vhost-vdpa-N or the sim socket */
+	uint32_t device_id;	/* from HELLO (sim) or GET_DEVICE_ID */
+	struct vdpa_dev_shadow shadow;
+	const void *mapped[VDPA_MAX_MAPPED];	/* vdpa_mem regions mapped */
+};
+
+const struct vdpa_dev_shadow *vdpa_dev_shadow(const struct vdpa_dev *dev);
+
+#endif
