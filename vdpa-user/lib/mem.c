@@ -1,0 +1,245 @@
+// SPDX-License-Identifier: MIT
+/* Driver memory: memfd-backed regions with a fixed IOVA, IOTLB v2 mapping. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <linux/vhost.h>
+
+#include "device.h"
+#include "log.h"
+
+struct vdpa_mem {
+	int fd;
+	void *base;
+	size_t size;
+	uint64_t iova;
+	size_t used;		/* bump allocator cursor */
+};
+
+static size_t page_round(size_t size)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (size + pg - 1) & ~(pg - 1);
+}
+
+int vdpa_mem_create_from_fd(int fd, size_t size, uint64_t iova,
+			    struct vdpa_mem **ret_mem)
+{
+	struct vdpa_mem *m;
+	struct stat st;
+	int err;
+
+	if (fd < 0 || !size || !ret_mem || iova + size < iova) {
+		err = -EINVAL;
+		goto err_close_fd;
+	}
+	size = page_round(size);
+	if (fstat(fd, &st) < 0) {
+		err = -errno;
+		goto err_close_fd;
+	}
+	if ((uint64_t)st.st_size < size && ftruncate(fd, (off_t)size) < 0) {
+		err = -errno;
+		goto err_close_fd;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		err = -ENOMEM;
+		goto err_close_fd;
+	}
+	m->base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m->base == MAP_FAILED) {
+		err = -errno;
+		free(m);
+		goto err_close_fd;
+	}
+	m->fd = fd;
+	m->size = size;
+	m->iova = iova;
+	*ret_mem = m;
+	return 0;
+
+err_close_fd:
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+int vdpa_mem_create(size_t size, uint64_t iova, struct vdpa_mem **ret_mem)
+{
+	int fd;
+
+	if (!size || !ret_mem)
+		return -EINVAL;
+	fd = memfd_create("vdpa-user-mem", MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	return vdpa_mem_create_from_fd(fd, size, iova, ret_mem);
+}
+
+void vdpa_mem_destroy(struct vdpa_mem *mem)
+{
+	if (!mem)
+		return;
+	munmap(mem->base, mem->size);
+	close(mem->fd);
+	free(mem);
+}
+
+void *vdpa_mem_base(const struct vdpa_mem *mem) { return mem->base; }
+size_t vdpa_mem_size(const struct vdpa_mem *mem) { return mem->size; }
+int vdpa_mem_fd(const struct vdpa_mem *mem) { return mem->fd; }
+size_t vdpa_mem_used(const struct vdpa_mem *mem) { return mem->used; }
+
+uint64_t vdpa_mem_iova(const struct vdpa_mem *mem, const void *p)
+{
+	uintptr_t off = (uintptr_t)p - (uintptr_t)mem->base;
+
+	if ((uintptr_t)p < (uintptr_t)mem->base || off >= mem->size)
+		return UINT64_MAX;
+	return mem->iova + off;
+}
+
+int vdpa_mem_set_used(struct vdpa_mem *mem, size_t used)
+{
+	if (!mem || used > mem->size)
+		return -EINVAL;
+	mem->used = used;
+	return 0;
+}
+
+int vdpa_mem_alloc(struct vdpa_mem *mem, size_t size, size_t align,
+		   void **ret_ptr)
+{
+	size_t off;
+
+	if (!mem || !ret_ptr || !size || (align & (align - 1)))
+		return -EINVAL;
+	if (!align)
+		align = 8;
+	off = (mem->used + align - 1) & ~(align - 1);
+	if (off > mem->size || size > mem->size - off)
+		return -ENOMEM;
+	mem->used = off + size;
+	*ret_ptr = (char *)mem->base + off;
+	return 0;
+}
+
+static int iotlb_msg(struct vdpa_dev *dev, uint8_t type, uint64_t iova,
+		     uint64_t size, uint64_t uaddr, uint8_t perm)
+{
+	struct vhost_msg_v2 msg;
+	int r;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.type = VHOST_IOTLB_MSG_V2;
+	msg.iotlb.type = type;
+	msg.iotlb.iova = iova;
+	msg.iotlb.size = size;
+	msg.iotlb.uaddr = uaddr;
+	msg.iotlb.perm = perm;
+	r = vdpa_dev_call(dev, VSIM_REQ_IOTLB_MSG, &msg);
+	if (r < 0)
+		return r;
+	return r == (int)sizeof(msg) ? 0 : -EIO;
+}
+
+static int mapped_slot(struct vdpa_dev *dev, const struct vdpa_mem *mem)
+{
+	int i;
+
+	for (i = 0; i < VDPA_MAX_MAPPED; i++)
+		if (dev->mapped[i] == mem)
+			return i;
+	return -1;
+}
+
+/* One UPDATE or INVALIDATE, bracketed by a batch when negotiated. */
+static int iotlb_one(struct vdpa_dev *dev, struct vdpa_mem *mem, uint8_t type)
+{
+	bool batch = vdpa_dev_backend_features(dev) &
+		     (1ULL << VHOST_BACKEND_F_IOTLB_BATCH);
+	int err, err2;
+
+	if (batch) {
+		err = iotlb_msg(dev, VHOST_IOTLB_BATCH_BEGIN, 0, 0, 0, 0);
+		if (err < 0)
+			return err;
+	}
+	err = iotlb_msg(dev, type, mem->iova, mem->size,
+			(uint64_t)(uintptr_t)mem->base, VHOST_ACCESS_RW);
+	if (batch) {
+		err2 = iotlb_msg(dev, VHOST_IOTLB_BATCH_END, 0, 0, 0, 0);
+		if (!err)
+			err = err2;
+	}
+	return err;
+}
+
+int vdpa_mem_map(struct vdpa_dev *dev, struct vdpa_mem *mem)
+{
+	struct vhost_vdpa_iova_range range;
+	struct vdpa_mem_arg add;
+	struct vsim_mem del;
+	int slot, err;
+
+	if (!dev || !mem)
+		return -EINVAL;
+	if (mapped_slot(dev, mem) >= 0)
+		return -EEXIST;
+	slot = mapped_slot(dev, NULL);
+	if (slot < 0)
+		return -ENOSPC;
+	err = vdpa_dev_call(dev, VHOST_VDPA_GET_IOVA_RANGE, &range);
+	if (err < 0)
+		return err;
+	if (mem->iova < range.first || mem->iova + mem->size - 1 > range.last) {
+		vdpa_log(LOG_ERR, "%s: iova 0x%llx+0x%zx outside the device's "
+			 "range 0x%llx-0x%llx", dev->name,
+			 (unsigned long long)mem->iova, mem->size,
+			 (unsigned long long)range.first,
+			 (unsigned long long)range.last);
+		return -ERANGE;
+	}
+	add.m.uaddr = (uint64_t)(uintptr_t)mem->base;
+	add.m.size = mem->size;
+	add.m.offset = 0;
+	add.fd = mem->fd;
+	err = vdpa_dev_call(dev, VSIM_REQ_ADD_MEM, &add);
+	if (err < 0)
+		return err;
+	err = iotlb_one(dev, mem, VHOST_IOTLB_UPDATE);
+	if (err < 0) {
+		del = add.m;
+		vdpa_dev_call(dev, VSIM_REQ_DEL_MEM, &del);
+		return err;
+	}
+	dev->mapped[slot] = mem;
+	return 0;
+}
+
+int vdpa_mem_unmap(struct vdpa_dev *dev, struct vdpa_mem *mem)
+{
+	struct vsim_mem del;
+	int slot, err;
+
+	if (!dev || !mem)
+		return -EINVAL;
+	slot = mapped_slot(dev, mem);
+	if (slot < 0)
+		return -ENOENT;
+	err = iotlb_one(dev, mem, VHOST_IOTLB_INVALIDATE);
+	if (err < 0)
+		return err;
+	del.uaddr = (uint64_t)(uintptr_t)mem->base;
+	del.size = mem->size;
+	del.offset = 0;
+	err = vdpa_dev_call(dev, VSIM_REQ_DEL_MEM, &del);
+	dev->mapped[slot] = NULL;
+	return err;
+}
