@@ -4,6 +4,7 @@
 #define VDPA_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "json.h"
 
@@ -19,6 +20,14 @@ int cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Same, with ": <strerror(-err)>" appended. */
 int cli_errno(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Strict unsigned number parse (decimal or 0x hex), <= max: 0 or -EINVAL. */
+int cli_parse_u64(const char *s, uint64_t max, uint64_t *ret);
+/* Monotonic seconds. */
+double cli_now(void);
+struct wl_result;
+/* Result fields of traffic/migrate (text line or JSON members). */
+void cli_print_result(struct json *j, const struct wl_result *r, double secs);
+
 /* Progress on a terminal only (stderr is a tty and not -j). */
 void cli_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -76,7 +76,7 @@ int vdpa_mem_create(size_t size, uint64_t iova, struct vdpa_mem **ret_mem)
 
 	if (!size || !ret_mem)
 		return -EINVAL;
-	fd = memfd_create("vdpa-user-mem", MFD_CLOEXEC);
+	fd = memfd_create("vdpa-user-mem", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return -errno;
 	return vdpa_mem_create_from_fd(fd, size, iova, ret_mem);
