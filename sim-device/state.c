@@ -29,24 +29,7 @@
 
 #include "sim-int.h"
 
-#if __has_include("crc32c.h")
 #include "crc32c.h"
-#else
-/* Fallback until common/crc32c.c lands: bitwise CRC32C (Castagnoli). */
-static uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-	int k;
-
-	crc = ~crc;
-	while (len--) {
-		crc ^= *p++;
-		for (k = 0; k < 8; k++)
-			crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1)));
-	}
-	return ~crc;
-}
-#endif
 
 #define ST_MAGIC	0x54535356u	/* "VSST" */
 #define ST_VERSION	1
