@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Device state: a decoded struct vdpa_state, its versioned blob
+ * (docs/state-format.md), and saving/loading it from/to a device.
+ */
+#ifndef VDPA_USER_STATE_H
+#define VDPA_USER_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <vdpa-user/vdpa-user.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VDPA_STATE_VERSION	1
+#define VDPA_STATE_MAX_QUEUES	64
+#define VDPA_STATE_DEFAULT_CAP	(256u << 20)
+#define VDPA_STATE_MODEL_MAX	128
+
+/* Configuration that must be equal on source and destination. */
+struct vdpa_state_config {
+	uint32_t device_id;
+	uint64_t features_offered;
+	uint32_t vq_count;
+	uint16_t vq_max_size;
+	uint32_t config_size;
+	/* net */
+	uint8_t mac[6];
+	uint16_t mtu;
+	uint16_t max_vqp;
+	/* blk */
+	uint64_t capacity;
+	uint32_t blk_size;
+};
+
+struct vdpa_state_queue {
+	uint32_t index;
+	uint16_t size;
+	uint16_t base;		/* GET_VRING_BASE: next avail entry */
+	uint16_t used_idx;	/* used->idx in driver memory at save */
+	bool enabled;
+	uint64_t desc, avail, used;	/* IOVAs */
+};
+
+struct vdpa_state_net {
+	uint8_t mac[6];
+	uint16_t queue_pairs;
+	bool promisc, allmulti;
+};
+
+struct vdpa_state {
+	char model[VDPA_STATE_MODEL_MAX];	/* device model URI */
+	struct vdpa_state_config cfg;
+	/* negotiated */
+	bool has_features;
+	uint64_t features;
+	uint64_t backend_features;
+	uint8_t status;
+	uint32_t nqueues;
+	struct vdpa_state_queue q[VDPA_STATE_MAX_QUEUES];
+	bool has_net;
+	struct vdpa_state_net net;
+	/* the device's own state (VHOST_BACKEND_F_DEVICE_STATE) */
+	bool has_device;
+	void *device;
+	size_t device_len;
+};
+
+VDPA_EXPORT struct vdpa_state *vdpa_state_new(void);
+VDPA_EXPORT void vdpa_state_free(struct vdpa_state *s);
+
+/* Blob of s (malloc'd). -ENOMEM, -EINVAL. */
+VDPA_EXPORT int vdpa_state_encode(const struct vdpa_state *s, void **ret_buf,
+				  size_t *ret_len);
+/*
+ * Decode and validate a blob; nothing is allocated before the lengths are
+ * checked against len and cap (0: VDPA_STATE_DEFAULT_CAP). errbuf gets one
+ * line naming the problem. Errors: -ENODATA empty, -EBADMSG malformed
+ * (magic, truncation, lengths, crc), -EPROTONOSUPPORT newer version,
+ * -EFBIG beyond the cap, -EINVAL impossible values, -ENOMEM.
+ */
+VDPA_EXPORT int vdpa_state_decode(const void *buf, size_t len, size_t cap,
+				  struct vdpa_state **ret, char *errbuf,
+				  size_t errlen);
+
+/*
+ * Would src load into a device described by dst (vdpa_state_describe)?
+ * 0, or -EPROTO with errbuf naming the first mismatch, for example
+ * "mtu: source 1500, destination 9000".
+ */
+VDPA_EXPORT int vdpa_state_compat(const struct vdpa_state *src,
+				  const struct vdpa_state *dst, char *errbuf,
+				  size_t errlen);
+
+/* Model URI and configuration of a device (no negotiated state). */
+VDPA_EXPORT int vdpa_state_describe(struct vdpa_dev *dev,
+				    struct vdpa_state **ret);
+
+/*
+ * Save a suspended device: description, negotiated features, every queue
+ * the driver set up (GET_VRING_BASE; ring addresses from the library's
+ * shadow), and the device's own state when VHOST_BACKEND_F_DEVICE_STATE was
+ * negotiated. The device is left suspended and is not reset. Errors:
+ * -EOPNOTSUPP SUSPEND not negotiated; -EBADE the device failed its state
+ * check; request errors.
+ */
+VDPA_EXPORT int vdpa_state_save_device(struct vdpa_dev *dev,
+				       struct vdpa_state **ret);
+/* Net class state to record with the queues (from the driver). */
+VDPA_EXPORT void vdpa_state_set_net(struct vdpa_state *s, const uint8_t mac[6],
+				    uint16_t queue_pairs, bool promisc,
+				    bool allmulti);
+
+struct vdpa_load_hooks {
+	/*
+	 * After FEATURES_OK: map driver memory and attach the rings with the
+	 * saved sizes, addresses and bases (plus kick/call fds). NULL: the
+	 * library sets NUM/BASE/ADDR from the state, without fds.
+	 */
+	int (*setup_rings)(struct vdpa_dev *dev, const struct vdpa_state *s,
+			   void *opaque);
+	/* After DRIVER_OK, control queue enabled: replay class state. */
+	int (*restore_class)(struct vdpa_dev *dev, const struct vdpa_state *s,
+			     void *opaque);
+	void *opaque;
+};
+
+/*
+ * Load s into dev: compatibility check first (nothing sent before it
+ * passes), backend features, features, rings, the device's own state
+ * (checked before DRIVER_OK), DRIVER_OK, class state, data queues. On
+ * failure the device is reset. errbuf gets a one-line reason.
+ */
+VDPA_EXPORT int vdpa_state_load_device(struct vdpa_dev *dev,
+				       const struct vdpa_state *s,
+				       const struct vdpa_load_hooks *hooks,
+				       char *errbuf, size_t errlen);
+
+/* Human (json=false) or JSON description of s. */
+VDPA_EXPORT int vdpa_state_print(const struct vdpa_state *s, FILE *f,
+				 bool json);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
