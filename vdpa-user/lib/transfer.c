@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: MIT
+/* Transfer-FD: a writer or reader thread on a pipe-like fd. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <vdpa-user/transfer.h>
+
+#include "log.h"
+
+struct vdpa_transfer {
+	uint32_t direction;
+	int fd;			/* the library's end */
+	pthread_t thread;
+	bool started, joined;
+	pthread_mutex_t lock;
+	pthread_cond_t done_cond;
+	bool done;
+	int result;		/* thread's result */
+	uint8_t *buf;		/* SAVE: blob; LOAD: bytes read */
+	size_t len, cap;
+	size_t moved;
+	int timeout_ms;
+	const struct vdpa_state *compat_with;
+	struct vdpa_state *state;
+	char err[256];
+};
+
+static void finish(struct vdpa_transfer *t, int result)
+{
+	pthread_mutex_lock(&t->lock);
+	t->result = result;
+	t->done = true;
+	pthread_cond_signal(&t->done_cond);
+	pthread_mutex_unlock(&t->lock);
+}
+
+static void *writer(void *arg)
+{
+	struct vdpa_transfer *t = arg;
+	sigset_t set;
+	int err = 0;
+
+	/* EPIPE instead of death when the reader goes away */
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	while (t->moved < t->len) {
+		ssize_t n = send(t->fd, t->buf + t->moved, t->len - t->moved,
+				 MSG_NOSIGNAL);
+
+		if (n < 0 && errno == ENOTSOCK)
+			n = write(t->fd, t->buf + t->moved, t->len - t->moved);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			err = -errno;
+			break;
+		}
+		__atomic_add_fetch(&t->moved, (size_t)n, __ATOMIC_RELAXED);
+	}
+	/* EOF for the reader */
+	close(t->fd);
+	t->fd = -1;
+	finish(t, err);
+	return NULL;
+}
+
+static void *reader(void *arg)
+{
+	struct vdpa_transfer *t = arg;
+	size_t sz = 0;
+	int err = 0;
+
+	for (;;) {
+		ssize_t n;
+
+		if (t->len == sz) {
+			size_t nsz = sz ? sz * 2 : 65536;
+			uint8_t *nb;
+
+			if (sz >= t->cap + 1) {
+				err = -EFBIG;
+				break;
+			}
+			if (nsz > t->cap + 1)
+				nsz = t->cap + 1;	/* +1: see a too-long one */
+			nb = realloc(t->buf, nsz);
+			if (!nb) {
+				err = -ENOMEM;
+				break;
+			}
+			t->buf = nb;
+			sz = nsz;
+		}
+		n = read(t->fd, t->buf + t->len, sz - t->len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			err = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		t->len += (size_t)n;
+		__atomic_store_n(&t->moved, t->len, __ATOMIC_RELAXED);
+		if (t->len > t->cap) {
+			err = -EFBIG;
+			break;
+		}
+	}
+	finish(t, err);
+	return NULL;
+}
+
+uint64_t vdpa_transfer_reply(int err, int returned_fd)
+{
+	uint64_t v = (uint64_t)(err < 0 ? -err : err) & 0xff;
+
+	if (returned_fd < 0)
+		v |= 1ull << 8;
+	return v;
+}
+
+int vdpa_transfer_set_fd(uint32_t direction, uint32_t phase, int fd,
+			 const void *blob, size_t len,
+			 const struct vdpa_transfer_opts *opts,
+			 struct vdpa_transfer **ret_t, int *ret_fd)
+{
+	struct vdpa_transfer *t;
+	int pfd[2] = { -1, -1 }, fd_taken = -1, err;
+
+	if (!ret_t || !ret_fd ||
+	    (direction != VDPA_TRANSFER_SAVE && direction != VDPA_TRANSFER_LOAD) ||
+	    (direction == VDPA_TRANSFER_SAVE && !blob && len)) {
+		err = -EINVAL;
+		goto err_close_fd;
+	}
+	if (phase != VDPA_TRANSFER_PHASE_STOPPED) {
+		err = -EOPNOTSUPP;
+		goto err_close_fd;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		err = -ENOMEM;
+		goto err_close_fd;
+	}
+	t->direction = direction;
+	t->fd = -1;
+	t->cap = opts && opts->cap ? opts->cap : VDPA_STATE_DEFAULT_CAP;
+	t->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : 30000;
+	t->compat_with = opts ? opts->compat_with : NULL;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->done_cond, NULL);
+	if (direction == VDPA_TRANSFER_SAVE) {
+		t->buf = malloc(len ? len : 1);
+		if (!t->buf) {
+			err = -ENOMEM;
+			goto err_free;
+		}
+		memcpy(t->buf, blob, len);
+		t->len = len;
+	}
+	if (fd >= 0) {
+		t->fd = fd;
+		fd_taken = fd;
+		fd = -1;
+	} else {
+		if (pipe2(pfd, O_CLOEXEC) < 0) {
+			err = -errno;
+			goto err_free;
+		}
+		/* SAVE: we write pfd[1], they read pfd[0]; LOAD: reverse */
+		t->fd = direction == VDPA_TRANSFER_SAVE ? pfd[1] : pfd[0];
+	}
+	err = -pthread_create(&t->thread, NULL,
+			      direction == VDPA_TRANSFER_SAVE ? writer : reader,
+			      t);
+	if (err < 0)
+		goto err_close;
+	t->started = true;
+	*ret_fd = fd_taken >= 0 ? -1 :
+		  direction == VDPA_TRANSFER_SAVE ? pfd[0] : pfd[1];
+	*ret_t = t;
+	return 0;
+
+err_close:
+	if (pfd[0] >= 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		t->fd = -1;
+	}
+err_free:
+	if (t->fd >= 0)
+		close(t->fd);
+	free(t->buf);
+	pthread_mutex_destroy(&t->lock);
+	pthread_cond_destroy(&t->done_cond);
+	free(t);
+err_close_fd:
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+/* Wait for the thread; on timeout stop it. 0 or -ETIMEDOUT. */
+static int wait_done(struct vdpa_transfer *t, int timeout_ms)
+{
+	struct timespec ts;
+	int r = 0;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&t->lock);
+	while (!t->done && r == 0)
+		r = pthread_cond_timedwait(&t->done_cond, &t->lock, &ts);
+	pthread_mutex_unlock(&t->lock);
+	if (!t->done) {
+		/* blocked in read/write (cancellation points): stop it */
+		pthread_cancel(t->thread);
+		pthread_join(t->thread, NULL);
+		t->joined = true;
+		return -ETIMEDOUT;
+	}
+	pthread_join(t->thread, NULL);
+	t->joined = true;
+	return 0;
+}
+
+int vdpa_transfer_check(struct vdpa_transfer *t)
+{
+	int err;
+
+	if (!t)
+		return -EINVAL;
+	if (!t->joined) {
+		err = wait_done(t, t->timeout_ms);
+		if (err < 0) {
+			snprintf(t->err, sizeof(t->err), "%s did not finish "
+				 "within %d ms", t->direction ==
+				 VDPA_TRANSFER_SAVE ? "reader" : "writer",
+				 t->timeout_ms);
+			t->result = err;
+			return err;
+		}
+	}
+	if (t->result < 0) {
+		if (!t->err[0])
+			snprintf(t->err, sizeof(t->err), "transfer failed: %s",
+				 t->result == -EFBIG ? "state exceeds the cap" :
+				 strerror(-t->result));
+		return t->result;
+	}
+	if (t->direction == VDPA_TRANSFER_LOAD && !t->state) {
+		err = vdpa_state_decode(t->buf, t->len, t->cap, &t->state,
+					t->err, sizeof(t->err));
+		if (!err && t->compat_with)
+			err = vdpa_state_compat(t->state, t->compat_with,
+						t->err, sizeof(t->err));
+		if (err < 0) {
+			vdpa_state_free(t->state);
+			t->state = NULL;
+			t->result = err;
+			return err;
+		}
+	}
+	return 0;
+}
+
+const char *vdpa_transfer_error(const struct vdpa_transfer *t)
+{
+	return t && t->err[0] ? t->err : "";
+}
+
+struct vdpa_state *vdpa_transfer_take_state(struct vdpa_transfer *t)
+{
+	struct vdpa_state *s = t ? t->state : NULL;
+
+	if (t)
+		t->state = NULL;
+	return s;
+}
+
+size_t vdpa_transfer_bytes(const struct vdpa_transfer *t)
+{
+	return t ? __atomic_load_n(&t->moved, __ATOMIC_RELAXED) : 0;
+}
+
+void vdpa_transfer_free(struct vdpa_transfer *t)
+{
+	if (!t)
+		return;
+	if (t->started && !t->joined) {
+		pthread_cancel(t->thread);
+		pthread_join(t->thread, NULL);
+	}
+	if (t->fd >= 0)
+		close(t->fd);
+	vdpa_state_free(t->state);
+	free(t->buf);
+	pthread_mutex_destroy(&t->lock);
+	pthread_cond_destroy(&t->done_cond);
+	free(t);
+}
