@@ -65,6 +65,7 @@ VDPA_EXPORT int vdpa_vq_wait(struct vdpa_vq *vq, int timeout_ms);
 VDPA_EXPORT unsigned int vdpa_vq_num_free(const struct vdpa_vq *vq);
 VDPA_EXPORT uint16_t vdpa_vq_size(const struct vdpa_vq *vq);
 VDPA_EXPORT int vdpa_vq_call_fd(const struct vdpa_vq *vq);
+VDPA_EXPORT int vdpa_vq_kick_fd(const struct vdpa_vq *vq);
 /* Chains added and not yet completed. */
 VDPA_EXPORT unsigned int vdpa_vq_in_flight(const struct vdpa_vq *vq);
 

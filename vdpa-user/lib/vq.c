@@ -332,6 +332,7 @@ int vdpa_vq_wait(struct vdpa_vq *vq, int timeout_ms)
 unsigned int vdpa_vq_num_free(const struct vdpa_vq *vq) { return vq->num_free; }
 uint16_t vdpa_vq_size(const struct vdpa_vq *vq) { return vq->num; }
 int vdpa_vq_call_fd(const struct vdpa_vq *vq) { return vq->call_fd; }
+int vdpa_vq_kick_fd(const struct vdpa_vq *vq) { return vq->kick_fd; }
 
 unsigned int vdpa_vq_in_flight(const struct vdpa_vq *vq)
 {

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: MIT
+/* migrate SRC DST: the front-end moving a device under traffic, in-process. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "migrate.h"
+
+struct mig_args {
+	const char *src, *dst;
+	bool traffic;
+	enum mig_via via;
+	uint64_t count, size, queues, iterations;
+};
+
+static int parse(int argc, char **argv, struct mig_args *a)
+{
+	int i;
+
+	memset(a, 0, sizeof(*a));
+	a->via = VIA_PIPE;
+	a->queues = 1;
+	a->iterations = 1;
+	for (i = 0; i < argc; i++) {
+		const char *s = argv[i];
+		uint64_t *num = !strcmp(s, "--count") ? &a->count :
+				!strcmp(s, "--size") ? &a->size :
+				!strcmp(s, "--queues") ? &a->queues :
+				!strcmp(s, "--iterations") ? &a->iterations :
+				NULL;
+
+		if (num) {
+			if (i + 1 >= argc ||
+			    cli_parse_u64(argv[++i], 1ull << 40, num) < 0)
+				return cli_err("migrate: %s needs a number", s);
+		} else if (!strcmp(s, "--traffic")) {
+			a->traffic = true;
+		} else if (!strcmp(s, "--via")) {
+			if (i + 1 >= argc || mig_parse_via(argv[++i], &a->via))
+				return cli_err("migrate: --via takes pipe, "
+					       "socket or file");
+		} else if (s[0] == '-') {
+			return cli_err("migrate: unknown option '%s'", s);
+		} else if (!a->src) {
+			a->src = s;
+		} else if (!a->dst) {
+			a->dst = s;
+		} else {
+			return cli_err("migrate: unexpected argument '%s'", s);
+		}
+	}
+	if (!a->src || !a->dst || !a->iterations || !a->queues)
+		return cli_err("usage: vdpa-user migrate SRC DST [--traffic] "
+			       "[--via pipe|socket|file] [--count N] "
+			       "[--queues Q] [--iterations K]");
+	return 0;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double pct(const double *sorted, uint64_t n, double p)
+{
+	uint64_t i = (uint64_t)ceil(p * (double)n) - 1;
+
+	return n ? sorted[i < n ? i : n - 1] : 0;
+}
+
+/* Run the workload until `target` requests were submitted (or it ends). */
+static int run_until(struct workload *w, uint64_t target)
+{
+	int r = 0, idle = 0;
+
+	while (w->next < target && idle < 2000) {
+		uint64_t before = w->next + w->r.completed;
+
+		r = wl_step(w);
+		if (r != 0)
+			return r < 0 ? r : 0;
+		if (w->next + w->r.completed == before) {
+			wl_wait(w, 1);
+			idle++;
+		} else {
+			idle = 0;
+		}
+	}
+	return 0;
+}
+
+int cmd_migrate(int argc, char **argv)
+{
+	struct cli_dev dev[2] = { 0 };
+	struct vdpa_mem *mem = NULL;
+	struct mig_args a;
+	struct workload w;
+	struct wl_result res = { 0 };
+	struct json j;
+	double *downs = NULL, t0 = 0, secs = 0;
+	size_t state_bytes = 0;
+	uint64_t done = 0, k;
+	char err[512] = "";
+	int rc, r = 0, cur = 0;
+	bool have_wl = false, rolled = false;
+
+	rc = parse(argc, argv, &a);
+	if (rc)
+		return rc;
+	rc = cli_dev_open(a.src, &dev[0]);
+	if (rc)
+		return rc;
+	rc = cli_dev_open(a.dst, &dev[1]);
+	if (rc)
+		goto out;
+	r = vdpa_mem_create(CLI_MEM_SIZE, CLI_MEM_IOVA, &mem);
+	if (r < 0) {
+		rc = cli_errno(r, "creating driver memory");
+		goto out;
+	}
+	rc = cli_dev_start(&dev[0], mem, (unsigned int)a.queues);
+	if (rc)
+		goto out;
+	downs = calloc(a.iterations, sizeof(*downs));
+	if (!downs) {
+		rc = cli_errno(-ENOMEM, "migrate");
+		goto out;
+	}
+	if (a.traffic) {
+		bool net = dev[0].net != NULL;
+		uint64_t count = a.count ? a.count :
+				 (net ? 200000 : 20000) + 1000 * a.iterations;
+
+		r = net ? wl_init_net(&w, dev[0].net, count,
+				      a.size ? (uint32_t)a.size : 64,
+				      (unsigned int)a.queues) :
+			  wl_init_blk(&w, dev[0].blk, count,
+				      a.size ? (uint32_t)a.size : 4096);
+		if (r < 0) {
+			rc = cli_errno(r, "migrate: bad traffic parameters");
+			goto out;
+		}
+		have_wl = true;
+		t0 = cli_now();
+	}
+	for (k = 0; k < a.iterations; k++) {
+		struct mig_stats st;
+
+		if (have_wl) {
+			r = run_until(&w, w.count * (k + 1) /
+				      (a.iterations + 1));
+			if (r < 0) {
+				snprintf(err, sizeof(err), "traffic: %s",
+					 strerror(-r));
+				break;
+			}
+		}
+		cli_progress("migration %llu/%llu",
+			     (unsigned long long)k + 1,
+			     (unsigned long long)a.iterations);
+		r = mig_once(&dev[cur], &dev[!cur], mem, a.via, &st, err,
+			     sizeof(err));
+		if (r < 0) {
+			rolled = st.rolled_back;
+			break;
+		}
+		downs[done++] = st.downtime_us;
+		state_bytes = st.state_bytes;
+		cur = !cur;
+		if (have_wl)
+			w.net = dev[cur].net, w.blk = dev[cur].blk;
+	}
+	cli_progress("%s", "");
+	if (have_wl) {
+		/* finish on whichever device has the driver now */
+		if (wl_run(&w, 2000) == -ETIMEDOUT && !err[0])
+			snprintf(err, sizeof(err), "traffic stalled");
+		secs = cli_now() - t0;
+		wl_result(&w, &res);
+	}
+	qsort(downs, done, sizeof(*downs), cmp_dbl);
+	json_init(&j, stdout, cli.pretty);
+	if (cli.json) {
+		json_obj_open(&j, NULL);
+		json_str(&j, "result", r < 0 ? "failed" : "ok");
+		if (r < 0) {
+			json_str(&j, "error", err);
+			json_bool(&j, "source_resumed", rolled);
+		}
+		json_u64(&j, "migrations", done);
+		json_dbl(&j, "downtime_us", pct(downs, done, 0.5));
+		json_dbl(&j, "downtime_p99_us", pct(downs, done, 0.99));
+		json_dbl(&j, "downtime_max_us", done ? downs[done - 1] : 0);
+		json_u64(&j, "state_bytes", state_bytes);
+		if (!have_wl) {
+			json_u64(&j, "requests", 0);
+			json_u64(&j, "lost", 0);
+			json_u64(&j, "duplicated", 0);
+		} else {
+			cli_print_result(&j, &res, secs);
+		}
+		json_obj_close(&j);
+		json_end(&j);
+	} else {
+		if (r < 0)
+			printf("migration failed: %s%s\n", err, rolled ?
+			       " (source resumed)" : "");
+		printf("%s -> %s: %llu migration(s) ok, downtime median %.0f us "
+		       "p99 %.0f us, state %zu bytes via %s\n", a.src, a.dst,
+		       (unsigned long long)done, pct(downs, done, 0.5),
+		       pct(downs, done, 0.99), state_bytes,
+		       a.via == VIA_PIPE ? "pipe" : a.via == VIA_SOCKET ?
+		       "socket" : "file");
+		if (have_wl)
+			cli_print_result(&j, &res, secs);
+	}
+	if (r < 0 && !cli.json)
+		cli_err("migrate: %s", err);
+	rc = r < 0 || (have_wl && (res.lost || res.duplicated || res.corrupt ||
+				   res.errors));
+out:
+	if (have_wl)
+		wl_free(&w);
+	free(downs);
+	cli_dev_close(&dev[0]);
+	cli_dev_close(&dev[1]);
+	vdpa_mem_destroy(mem);
+	return rc;
+}
