@@ -107,9 +107,11 @@ VDPA_EXPORT int vdpa_state_describe(struct vdpa_dev *dev,
  * shadow), and the device's own state when VHOST_BACKEND_F_DEVICE_STATE was
  * negotiated. The device is left suspended and is not reset. Errors:
  * -EOPNOTSUPP SUSPEND not negotiated; -EBADE the device failed its state
- * check; request errors.
+ * check; request errors. desc: the device's vdpa_state_describe() result
+ * taken before it was suspended (saves requests while it is down), or NULL.
  */
 VDPA_EXPORT int vdpa_state_save_device(struct vdpa_dev *dev,
+				       const struct vdpa_state *desc,
 				       struct vdpa_state **ret);
 /* Net class state to record with the queues (from the driver). */
 VDPA_EXPORT void vdpa_state_set_net(struct vdpa_state *s, const uint8_t mac[6],
@@ -128,7 +130,18 @@ struct vdpa_load_hooks {
 	int (*restore_class)(struct vdpa_dev *dev, const struct vdpa_state *s,
 			     void *opaque);
 	void *opaque;
+	/* The destination's description, if already taken (or NULL). */
+	const struct vdpa_state *dst_desc;
 };
+
+/*
+ * Negotiate backend features and features ahead of a load, while the
+ * source still runs; vdpa_state_load_device() then skips the reset and
+ * negotiation if they match. Errors as vdpa_dev_set_features().
+ */
+VDPA_EXPORT int vdpa_state_prepare_device(struct vdpa_dev *dev,
+					  uint64_t backend_features,
+					  uint64_t features);
 
 /*
  * Load s into dev: compatibility check first (nothing sent before it

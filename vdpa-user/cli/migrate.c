@@ -31,7 +31,7 @@ int mig_parse_via(const char *s, enum mig_via *ret)
 }
 
 int mig_precheck(struct cli_dev *src, const struct vdpa_state *dst_desc,
-		 char *err, size_t errlen)
+		 struct vdpa_state **ret_src_desc, char *err, size_t errlen)
 {
 	struct vdpa_state *here;
 	int r;
@@ -50,12 +50,33 @@ int mig_precheck(struct cli_dev *src, const struct vdpa_state *dst_desc,
 		return r;
 	}
 	r = vdpa_state_compat(here, dst_desc, err, errlen);
-	vdpa_state_free(here);
+	if (r < 0 || !ret_src_desc)
+		vdpa_state_free(here);
+	else
+		*ret_src_desc = here;
 	return r;
 }
 
-int mig_save(struct cli_dev *src, struct vdpa_state **ret, char *err,
-	     size_t errlen)
+int mig_prepare(struct cli_dev *dst, struct cli_dev *src, struct vdpa_mem *mem,
+		char *err, size_t errlen)
+{
+	int r = vdpa_state_prepare_device(dst->dev,
+					  vdpa_dev_backend_features(src->dev),
+					  vdpa_dev_features(src->dev));
+
+	if (!r) {
+		r = vdpa_mem_map(dst->dev, mem);
+		if (r == -EEXIST)
+			r = 0;
+	}
+	if (r < 0)
+		snprintf(err, errlen, "preparing %s: %s",
+			 vdpa_dev_name(dst->dev), strerror(-r));
+	return r;
+}
+
+int mig_save(struct cli_dev *src, const struct vdpa_state *src_desc,
+	     struct vdpa_state **ret, char *err, size_t errlen)
 {
 	struct vdpa_state *s;
 	int r;
@@ -66,7 +87,7 @@ int mig_save(struct cli_dev *src, struct vdpa_state **ret, char *err,
 			 vdpa_dev_name(src->dev), strerror(-r));
 		return r;
 	}
-	r = vdpa_state_save_device(src->dev, &s);
+	r = vdpa_state_save_device(src->dev, src_desc, &s);
 	if (r < 0) {
 		snprintf(err, errlen, "saving %s: %s%s", vdpa_dev_name(src->dev),
 			 strerror(-r), vdpa_dev_resume(src->dev) == 0 ?
@@ -103,11 +124,8 @@ static int setup_rings(struct vdpa_dev *dev, const struct vdpa_state *s,
 	uint32_t i;
 	int r;
 
-	/* a reset may have dropped the device's mappings (Linux 6.1
-	 * vdpa_sim resets its IOTLB): map afresh */
-	vdpa_mem_unmap(dev, c->mem);
 	r = vdpa_mem_map(dev, c->mem);
-	if (r < 0)
+	if (r < 0 && r != -EEXIST)
 		return r;
 	for (i = 0; i < s->nqueues; i++) {
 		struct vdpa_vq *vq = driver_vq(c->drv, s->q[i].index);
@@ -184,11 +202,12 @@ static void set_driver_dev(struct cli_dev *drv, struct vdpa_dev *dev)
 }
 
 int mig_load(struct cli_dev *dst, struct cli_dev *src_driver,
-	     struct vdpa_mem *mem, const struct vdpa_state *s, char *err,
-	     size_t errlen)
+	     struct vdpa_mem *mem, const struct vdpa_state *s,
+	     const struct vdpa_state *dst_desc, char *err, size_t errlen)
 {
 	struct load_ctx c = { src_driver, mem };
-	struct vdpa_load_hooks hooks = { setup_rings, restore_class, &c };
+	struct vdpa_load_hooks hooks = { setup_rings, restore_class, &c,
+					 dst_desc };
 	int r;
 
 	r = vdpa_state_load_device(dst->dev, s, &hooks, err, errlen);
@@ -217,7 +236,7 @@ int mig_rollback(struct cli_dev *src, struct vdpa_mem *mem,
 		r = vdpa_dev_resume(src->dev);
 	if (r == -EOPNOTSUPP) {
 		/* no RESUME (Linux 6.1): reset and reload our own state */
-		r = mig_load(src, src, mem, s, err, errlen);
+		r = mig_load(src, src, mem, s, NULL, err, errlen);
 	} else if (r < 0) {
 		snprintf(err, errlen, "resuming %s: %s",
 			 vdpa_dev_name(src->dev), strerror(-r));
@@ -375,7 +394,8 @@ out:
 int mig_once(struct cli_dev *src, struct cli_dev *dst, struct vdpa_mem *mem,
 	     enum mig_via via, struct mig_stats *st, char *err, size_t errlen)
 {
-	struct vdpa_state *desc = NULL, *saved = NULL, *loaded = NULL;
+	struct vdpa_state *desc = NULL, *src_desc = NULL, *saved = NULL;
+	struct vdpa_state *loaded = NULL;
 	void *blob = NULL;
 	size_t len = 0;
 	double t0;
@@ -388,11 +408,13 @@ int mig_once(struct cli_dev *src, struct cli_dev *dst, struct vdpa_mem *mem,
 			 vdpa_dev_name(dst->dev), strerror(-r));
 		return r;
 	}
-	r = mig_precheck(src, desc, err, errlen);
+	r = mig_precheck(src, desc, &src_desc, err, errlen);
+	if (!r)
+		r = mig_prepare(dst, src, mem, err, errlen);
 	if (r < 0)
 		goto out;
 	t0 = cli_now();
-	r = mig_save(src, &saved, err, errlen);
+	r = mig_save(src, src_desc, &saved, err, errlen);
 	if (r < 0)
 		goto err_rollback;
 	bind_fds(src->dev, src, saved, false);
@@ -405,7 +427,7 @@ int mig_once(struct cli_dev *src, struct cli_dev *dst, struct vdpa_mem *mem,
 			 errlen);
 	if (r < 0)
 		goto err_rollback;
-	r = mig_load(dst, src, mem, loaded, err, errlen);
+	r = mig_load(dst, src, mem, loaded, desc, err, errlen);
 	if (r < 0)
 		goto err_rollback;
 	/* chains made available before the switch: tell the new device */
@@ -431,6 +453,7 @@ err_rollback:
 	}
 out:
 	vdpa_state_free(desc);
+	vdpa_state_free(src_desc);
 	vdpa_state_free(saved);
 	vdpa_state_free(loaded);
 	free(blob);

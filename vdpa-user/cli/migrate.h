@@ -24,11 +24,18 @@ enum mig_via { VIA_PIPE, VIA_SOCKET, VIA_FILE };
  * configurations differ. 0 or -errno with the reason in err.
  */
 int mig_precheck(struct cli_dev *src, const struct vdpa_state *dst_desc,
-		 char *err, size_t errlen);
+		 struct vdpa_state **ret_src_desc, char *err, size_t errlen);
+
+/*
+ * Ahead of the switch, while the source runs: negotiate the source's
+ * features on dst and map the driver memory there.
+ */
+int mig_prepare(struct cli_dev *dst, struct cli_dev *src, struct vdpa_mem *mem,
+		char *err, size_t errlen);
 
 /* Suspend src and save its state (with the driver's class state). */
-int mig_save(struct cli_dev *src, struct vdpa_state **ret, char *err,
-	     size_t errlen);
+int mig_save(struct cli_dev *src, const struct vdpa_state *src_desc,
+	     struct vdpa_state **ret, char *err, size_t errlen);
 
 /*
  * Load s into dst; the driver (src->net / src->blk, rings in mem) continues
@@ -36,8 +43,8 @@ int mig_save(struct cli_dev *src, struct vdpa_state **ret, char *err,
  * src's are cleared.
  */
 int mig_load(struct cli_dev *dst, struct cli_dev *src_driver,
-	     struct vdpa_mem *mem, const struct vdpa_state *s, char *err,
-	     size_t errlen);
+	     struct vdpa_mem *mem, const struct vdpa_state *s,
+	     const struct vdpa_state *dst_desc, char *err, size_t errlen);
 
 /* After a failure past suspend: RESUME, or reset and reload s into src. */
 int mig_rollback(struct cli_dev *src, struct vdpa_mem *mem,

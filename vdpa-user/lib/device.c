@@ -388,8 +388,13 @@ int vdpa_dev_reset(struct vdpa_dev *dev)
 		return err;
 	for (i = 0; i < 1000; i++) {
 		err = vdpa_dev_get_status(dev, &s);
-		if (err < 0 || s == 0)
+		if (err < 0)
 			return err;
+		if (s == 0)
+			return dev->ops == &kernel_transport &&
+			       !(dev->shadow.backend_features &
+				 (1ULL << VHOST_BACKEND_F_IOTLB_PERSIST)) ?
+			       mem_remap_all(dev) : 0;
 		usleep(100);
 	}
 	vdpa_log(LOG_ERR, "%s: reset did not complete (status 0x%02x)",

@@ -64,4 +64,11 @@ struct vdpa_dev {
 
 const struct vdpa_dev_shadow *vdpa_dev_shadow(const struct vdpa_dev *dev);
 
+/*
+ * Re-send the IOTLB mappings of every region mapped into dev (mem.c). Linux
+ * before IOTLB_PERSIST (6.1's vdpa_sim) drops the parent's mappings on
+ * reset while vhost-vdpa keeps its own, so the kernel transport remaps.
+ */
+int mem_remap_all(struct vdpa_dev *dev);
+
 #endif

@@ -243,3 +243,21 @@ int vdpa_mem_unmap(struct vdpa_dev *dev, struct vdpa_mem *mem)
 	dev->mapped[slot] = NULL;
 	return err;
 }
+
+int mem_remap_all(struct vdpa_dev *dev)
+{
+	int i, err;
+
+	for (i = 0; i < VDPA_MAX_MAPPED; i++) {
+		struct vdpa_mem *m = (struct vdpa_mem *)dev->mapped[i];
+
+		if (!m)
+			continue;
+		err = iotlb_one(dev, m, VHOST_IOTLB_INVALIDATE);
+		if (!err)
+			err = iotlb_one(dev, m, VHOST_IOTLB_UPDATE);
+		if (err < 0)
+			return err;
+	}
+	return 0;
+}

@@ -300,7 +300,8 @@ static int device_state_load(struct vdpa_dev *dev, const void *buf,
 	return err2 < 0 ? err2 : err;
 }
 
-int vdpa_state_save_device(struct vdpa_dev *dev, struct vdpa_state **ret)
+int vdpa_state_save_device(struct vdpa_dev *dev, const struct vdpa_state *desc,
+			   struct vdpa_state **ret)
 {
 	const struct vdpa_dev_shadow *sh;
 	struct vdpa_state *s;
@@ -312,9 +313,17 @@ int vdpa_state_save_device(struct vdpa_dev *dev, struct vdpa_state **ret)
 	sh = &dev->shadow;
 	if (!(sh->backend_features & (1ULL << VHOST_BACKEND_F_SUSPEND)))
 		return -EOPNOTSUPP;
-	err = vdpa_state_describe(dev, &s);
-	if (err < 0)
-		return err;
+	if (desc) {
+		s = vdpa_state_new();
+		if (!s)
+			return -ENOMEM;
+		memcpy(s->model, desc->model, sizeof(s->model));
+		s->cfg = desc->cfg;
+	} else {
+		err = vdpa_state_describe(dev, &s);
+		if (err < 0)
+			return err;
+	}
 	s->has_features = true;
 	s->features = sh->features;
 	s->backend_features = sh->backend_features;
@@ -417,13 +426,48 @@ static int enable_saved(struct vdpa_dev *dev, const struct vdpa_state *s,
 	return 0;
 }
 
+int vdpa_state_prepare_device(struct vdpa_dev *dev, uint64_t backend_features,
+			      uint64_t features)
+{
+	uint64_t acked;
+	int err;
+
+	if (!dev)
+		return -EINVAL;
+	err = vdpa_dev_set_backend_features(dev, backend_features, &acked);
+	if (!err && acked != (backend_features |
+			      (1ULL << VHOST_BACKEND_F_IOTLB_MSG_V2)))
+		err = -EPROTO;
+	if (!err)
+		err = vdpa_dev_set_features(dev, features);
+	return err;
+}
+
+/* Negotiated exactly as s, FEATURES_OK and not yet DRIVER_OK? */
+static bool prepared(struct vdpa_dev *dev, const struct vdpa_state *s)
+{
+	const struct vdpa_dev_shadow *sh = &dev->shadow;
+	uint8_t st;
+
+	if (!sh->features_set || !sh->backend_set ||
+	    sh->features != s->features ||
+	    sh->backend_features != (s->backend_features |
+				     (1ULL << VHOST_BACKEND_F_IOTLB_MSG_V2)))
+		return false;
+	if (vdpa_dev_get_status(dev, &st) < 0)
+		return false;
+	return (st & (VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK |
+		      VIRTIO_CONFIG_S_NEEDS_RESET | VIRTIO_CONFIG_S_FAILED)) ==
+	       VIRTIO_CONFIG_S_FEATURES_OK;
+}
+
 int vdpa_state_load_device(struct vdpa_dev *dev, const struct vdpa_state *s,
 			   const struct vdpa_load_hooks *hooks, char *errbuf,
 			   size_t errlen)
 {
 	const struct vdpa_dev_shadow *sh;
 	struct vdpa_state *here = NULL;
-	uint64_t offered, acked;
+	uint64_t offered;
 	bool after_ok;
 	uint32_t i;
 	int err;
@@ -431,14 +475,18 @@ int vdpa_state_load_device(struct vdpa_dev *dev, const struct vdpa_state *s,
 	if (!dev || !s || !s->has_features)
 		return -EINVAL;
 	/* everything that can refuse does so before the device is touched */
-	err = vdpa_state_describe(dev, &here);
-	if (err < 0) {
-		say(errbuf, errlen, "describing the destination: %s",
-		    strerror(-err));
-		return err;
+	if (hooks && hooks->dst_desc) {
+		err = vdpa_state_compat(s, hooks->dst_desc, errbuf, errlen);
+	} else {
+		err = vdpa_state_describe(dev, &here);
+		if (err < 0) {
+			say(errbuf, errlen, "describing the destination: %s",
+			    strerror(-err));
+			return err;
+		}
+		err = vdpa_state_compat(s, here, errbuf, errlen);
+		vdpa_state_free(here);
 	}
-	err = vdpa_state_compat(s, here, errbuf, errlen);
-	vdpa_state_free(here);
 	if (err < 0)
 		return err;
 	err = vdpa_dev_call(dev, VHOST_GET_BACKEND_FEATURES, &offered);
@@ -456,19 +504,15 @@ int vdpa_state_load_device(struct vdpa_dev *dev, const struct vdpa_state *s,
 		    "extension was not negotiated");
 		return -EPROTO;
 	}
-	err = vdpa_dev_set_backend_features(dev, s->backend_features, &acked);
-	if (!err && acked != (s->backend_features |
-			      (1ULL << VHOST_BACKEND_F_IOTLB_MSG_V2)))
-		err = -EPROTO;
-	if (err < 0) {
-		say(errbuf, errlen, "backend features: %s", strerror(-err));
-		goto err_reset;
-	}
-	err = vdpa_dev_set_features(dev, s->features);
-	if (err < 0) {
-		say(errbuf, errlen, "features 0x%" PRIx64 ": %s", s->features,
-		    strerror(-err));
-		goto err_reset;
+	if (!prepared(dev, s)) {
+		err = vdpa_state_prepare_device(dev, s->backend_features,
+						s->features);
+		if (err < 0) {
+			say(errbuf, errlen, "negotiating features 0x%" PRIx64
+			    " backend 0x%" PRIx64 ": %s", s->features,
+			    s->backend_features, strerror(-err));
+			goto err_reset;
+		}
 	}
 	err = (hooks && hooks->setup_rings ? hooks->setup_rings :
 	       default_rings)(dev, s, hooks ? hooks->opaque : NULL);
