@@ -1,0 +1,125 @@
+#!/bin/busybox sh
+# SPDX-License-Identifier: MIT
+# /init of the rig's guest (scripts/vm/mkinitramfs.sh puts it there).
+# Creates vdpa_sim devices, runs each test binary against their
+# /dev/vhost-vdpa-N and prints TAP between @@VDPA-RIG markers, then the
+# summary line the host parses, then powers off.
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/ TMPDIR=/tmp
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/shm
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /dev/shm
+. /rig/config
+B=/rig/build
+
+finish() {
+	echo "@@VDPA-RIG SUMMARY pass=$pass fail=$fail skip=$skip status=$1"
+	echo "@@VDPA-RIG END"
+	sync
+	reboot -f
+	sleep 5
+	poweroff -f
+}
+pass=0 fail=0 skip=0 n=0
+
+echo "@@VDPA-RIG BEGIN"
+echo "# kernel $(uname -r), $(nproc) cpus, $(awk '/MemTotal/ {print $2}' /proc/meminfo) kB"
+
+# Create a vdpa device with the project's CLI, else with iproute2's vdpa.
+add_dev() {
+	if [ -x $B/vdpa-user ] && $B/vdpa-user dev add "$@" >/tmp/add.log 2>&1; then
+		echo "# $1 $2: created with vdpa-user dev add"
+		return 0
+	fi
+	if [ -x $B/vdpa-user ]; then
+		echo "# note: vdpa-user dev add failed ($(head -n1 /tmp/add.log)); using iproute2 vdpa"
+	else
+		echo "# note: no vdpa-user CLI in the image; using iproute2 vdpa"
+	fi
+	vdpa dev add "$@"
+}
+
+# /dev/vhost-vdpa-N of vdpa device $1 (waits for devtmpfs).
+vhost_of() {
+	i=0
+	while [ $i -lt 50 ]; do
+		for d in /sys/bus/vdpa/devices/$1/vhost-vdpa-*; do
+			if [ -e "$d" ] && [ -c "/dev/${d##*/}" ]; then
+				echo "/dev/${d##*/}"
+				return 0
+			fi
+		done
+		i=$((i + 1))
+		sleep 0.1
+	done
+	return 1
+}
+
+echo "# vdpa mgmtdev: $(vdpa mgmtdev show 2>&1 | tr '\n' ' ')"
+add_dev name vdpa0 mgmtdev vdpasim_net mac 00:11:22:33:44:55 ||
+	echo "# vdpa0 (vdpasim_net) could not be created"
+add_dev name vdpa1 mgmtdev vdpasim_blk ||
+	echo "# vdpa1 (vdpasim_blk) could not be created"
+NET=$(vhost_of vdpa0) || NET=
+BLK=$(vhost_of vdpa1) || BLK=
+echo "# net device: vdpa0 -> ${NET:-none}; blk device: vdpa1 -> ${BLK:-none}"
+vdpa dev show 2>&1 | sed 's/^/# /'
+
+if [ "$RIG_PCI" = 1 ]; then
+	for p in /sys/bus/pci/devices/*; do
+		[ "$(cat $p/vendor)" = 0x1af4 ] || continue
+		drv=$(basename "$(readlink $p/driver 2>/dev/null)" 2>/dev/null)
+		echo "# pci ${p##*/} $(cat $p/vendor):$(cat $p/device) driver=${drv:-none}"
+		if [ -n "$drv" ] && [ "$drv" != vp-vdpa ] && [ -d /sys/bus/pci/drivers/vp-vdpa ]; then
+			echo vp-vdpa >$p/driver_override
+			echo ${p##*/} >$p/driver/unbind
+			echo ${p##*/} >/sys/bus/pci/drivers/vp-vdpa/bind 2>/dev/null ||
+				echo "# vp-vdpa did not bind ${p##*/}"
+		fi
+	done
+	echo "# vdpa mgmtdev after vp-vdpa: $(vdpa mgmtdev show 2>&1 | tr '\n' ' ')"
+fi
+
+if [ -z "$NET" ] && [ -z "$BLK" ]; then
+	echo "not ok 1 - vdpa_sim devices appear as /dev/vhost-vdpa-N"
+	echo "1..1"
+	fail=1
+	finish 1
+fi
+n=$((n + 1)); pass=$((pass + 1))
+echo "ok $n - vdpa_sim devices appear as /dev/vhost-vdpa-N (net ${NET:-none}, blk ${BLK:-none})"
+
+export VDPA_TEST_NET_DEV=$NET VDPA_TEST_BLK_DEV=$BLK BUILD=$B
+for name in $RIG_TESTS; do
+	t=$B/tests/$name
+	n=$((n + 1))
+	start=$(cut -d' ' -f1 /proc/uptime)
+	if [ "$name" = differential ]; then
+		VDPA_DIFF_DEV=$NET VDPA_DIFF_BLK_DEV=$BLK \
+		VDPA_DIFF_RECORD=/tmp/differential.out \
+			timeout "$RIG_TEST_TIMEOUT" "$t" >/tmp/test.log 2>&1
+	else
+		timeout "$RIG_TEST_TIMEOUT" "$t" >/tmp/test.log 2>&1
+	fi
+	rc=$?
+	end=$(cut -d' ' -f1 /proc/uptime)
+	secs=$(awk "BEGIN { printf \"%.1f\", $end - $start }")
+	sed 's/^/    /' /tmp/test.log
+	case $rc in
+	0) pass=$((pass + 1)); echo "ok $n - $name (${secs} s)" ;;
+	77) skip=$((skip + 1)); echo "ok $n - $name # SKIP $(grep -m1 'SKIP' /tmp/test.log | sed 's/.*SKIP *//')" ;;
+	*) fail=$((fail + 1)); echo "not ok $n - $name (exit $rc, ${secs} s)" ;;
+	esac
+	if [ "$name" = differential ] && [ -s /tmp/differential.out ]; then
+		echo "@@VDPA-RIG DIFFERENTIAL BEGIN"
+		cat /tmp/differential.out
+		echo "@@VDPA-RIG DIFFERENTIAL END"
+	fi
+done
+echo "1..$n"
+dmesg | grep -i -E 'vdpa|vhost|BUG|WARNING' | tail -n 20 | sed 's/^/# dmesg: /'
+[ $fail -eq 0 ] && finish 0
+finish 1

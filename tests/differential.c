@@ -1,0 +1,597 @@
+// SPDX-License-Identifier: MIT
+/*
+ * differential: one fixed script of vhost-vdpa requests, good and bad, run
+ * against a device; every answer becomes a line "type.step: ret=R [val=V]".
+ * The kernel's answers (Linux vhost-vdpa + vdpa_sim, recorded by
+ * `make check-kernel` into tests/differential.expected) are compared with
+ * the simulator's, so drift in vdpa-sim shows up in `make check`.
+ *
+ * Environment:
+ *   VDPA_DIFF_DEV       device to run against (/dev/vhost-vdpa-N or sim:PATH);
+ *                       unset: vdpa-sim net + blk devices in threads
+ *   VDPA_DIFF_BLK_DEV   a second device (the rig passes the blk one)
+ *   VDPA_DIFF_RECORD    write the answers to this file ("-" = stdout) and
+ *                       do not compare (the rig uses this in the guest)
+ *   VDPA_DIFF_EXPECTED  answers to compare with (default
+ *                       tests/differential.expected; missing = skip, 77)
+ * Known, explained differences are listed in known_diffs[] below and in
+ * docs/differential.md; any other difference fails.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/utsname.h>
+
+#include <linux/vhost.h>
+#include <linux/virtio_config.h>
+#include <vdpa-user/uapi-ext.h>
+#include <vdpa-user/vdpa-user.h>
+#include <vdpa-user/wire.h>
+
+#include "sim.h"
+#include "tap.h"
+
+#define MAX_LINES	256
+#define LINE_LEN	160
+
+struct answers {
+	char line[MAX_LINES][LINE_LEN];
+	int n;
+};
+
+/* One device under test. */
+struct run {
+	struct vdpa_dev *dev;
+	struct answers *out;
+	const char *type;	/* "net", "blk", "dev<id>" */
+	uint32_t nvqs;
+	uint16_t vq_max;
+	uint32_t config_size;
+	uint64_t features;
+	uint64_t backend;
+};
+
+/*
+ * Differences between the simulator and Linux 6.1 vhost-vdpa + vdpa_sim
+ * that are understood and accepted: step, the simulator's answer, why.
+ * docs/differential.md explains each; keep the two in step.
+ */
+struct known_diff {
+	const char *step;
+	const char *sim;
+	const char *why;
+};
+
+static const struct known_diff known_diffs[] = {
+	{ NULL, NULL, NULL },
+};
+
+static const char *errname(int e)
+{
+	static const struct { int e; const char *n; } t[] = {
+		{ EPERM, "EPERM" }, { ENOENT, "ENOENT" }, { EIO, "EIO" },
+		{ E2BIG, "E2BIG" }, { EBADF, "EBADF" }, { EAGAIN, "EAGAIN" },
+		{ ENOMEM, "ENOMEM" }, { EFAULT, "EFAULT" }, { EBUSY, "EBUSY" },
+		{ EEXIST, "EEXIST" }, { ENODEV, "ENODEV" }, { EINVAL, "EINVAL" },
+		{ ENOSPC, "ENOSPC" }, { ERANGE, "ERANGE" }, { ENOTTY, "ENOTTY" },
+		{ ENOSYS, "ENOSYS" }, { ENOBUFS, "ENOBUFS" },
+		{ EOPNOTSUPP, "EOPNOTSUPP" }, { ENOTCONN, "ENOTCONN" },
+		{ EPROTO, "EPROTO" }, { EMSGSIZE, "EMSGSIZE" },
+	};
+	static char buf[16];
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (t[i].e == e)
+			return t[i].n;
+	snprintf(buf, sizeof(buf), "E%d", e);
+	return buf;
+}
+
+static void emit(struct run *r, const char *step, int ret, const char *fmt,
+		 ...) __attribute__((format(printf, 4, 5)));
+static void emit(struct run *r, const char *step, int ret, const char *fmt,
+		 ...)
+{
+	char val[LINE_LEN] = "";
+	char *l;
+	va_list ap;
+
+	if (r->out->n >= MAX_LINES)
+		return;
+	if (ret >= 0 && fmt) {
+		va_start(ap, fmt);
+		vsnprintf(val, sizeof(val), fmt, ap);
+		va_end(ap);
+	}
+	l = r->out->line[r->out->n++];
+	if (ret < 0)
+		snprintf(l, LINE_LEN, "%s.%s: ret=-%s", r->type, step,
+			 errname(-ret));
+	else
+		snprintf(l, LINE_LEN, "%s.%s: ret=%d%s%s", r->type, step, ret,
+			 val[0] ? " " : "", val);
+}
+
+static int call(struct run *r, unsigned long req, void *arg)
+{
+	return vdpa_dev_call(r->dev, req, arg);
+}
+
+static void step_u64(struct run *r, const char *step, unsigned long req,
+		     uint64_t *ret_v)
+{
+	uint64_t v = 0;
+	int ret = call(r, req, &v);
+
+	emit(r, step, ret, "val=0x%" PRIx64, v);
+	if (ret >= 0 && ret_v)
+		*ret_v = v;
+}
+
+static void step_u32(struct run *r, const char *step, unsigned long req,
+		     uint32_t *ret_v)
+{
+	uint32_t v = 0;
+	int ret = call(r, req, &v);
+
+	emit(r, step, ret, "val=%" PRIu32, v);
+	if (ret >= 0 && ret_v)
+		*ret_v = v;
+}
+
+static void step_set_u64(struct run *r, const char *step, unsigned long req,
+			 uint64_t v)
+{
+	emit(r, step, call(r, req, &v), NULL);
+}
+
+static void step_status(struct run *r, const char *step, uint8_t s)
+{
+	emit(r, step, call(r, VHOST_VDPA_SET_STATUS, &s), NULL);
+}
+
+static void step_get_status(struct run *r, const char *step)
+{
+	uint8_t s = 0xff;
+	int ret = call(r, VHOST_VDPA_GET_STATUS, &s);
+
+	emit(r, step, ret, "val=0x%02x", s);
+}
+
+static void step_vring(struct run *r, const char *step, unsigned long req,
+		       uint32_t idx, uint32_t num, bool show)
+{
+	struct vhost_vring_state s = { .index = idx, .num = num };
+	int ret = call(r, req, &s);
+
+	if (show)
+		emit(r, step, ret, "val=%u", s.num);
+	else
+		emit(r, step, ret, NULL);
+}
+
+static void step_config(struct run *r, const char *step, uint32_t off,
+			uint32_t len, bool set)
+{
+	struct {
+		struct vhost_vdpa_config c;
+		uint8_t buf[512];
+	} a = { .c = { .off = off, .len = len } };
+	char hex[2 * 16 + 1] = "";
+	uint32_t i;
+	int ret;
+
+	if (len > sizeof(a.buf)) {
+		/* never let the device write past our buffer */
+		a.c.len = len = sizeof(a.buf);
+	}
+	ret = call(r, set ? VHOST_VDPA_SET_CONFIG : VHOST_VDPA_GET_CONFIG, &a);
+	for (i = 0; !set && i < len && i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", a.buf[i]);
+	emit(r, step, ret, hex[0] ? "val=%s" : NULL, hex);
+}
+
+static void step_iotlb(struct run *r, const char *step, uint8_t type,
+		       uint64_t iova, uint64_t size, uint64_t uaddr)
+{
+	struct vhost_msg_v2 m = {
+		.type = VHOST_IOTLB_MSG_V2,
+		.iotlb = {
+			.iova = iova, .size = size, .uaddr = uaddr,
+			.perm = VHOST_ACCESS_RW, .type = type,
+		},
+	};
+
+	emit(r, step, call(r, VSIM_REQ_IOTLB_MSG, &m), NULL);
+}
+
+/* The script. Every device type runs the same steps. */
+static void run_script(struct run *r)
+{
+	const uint64_t v2 = 1ULL << VHOST_BACKEND_F_IOTLB_MSG_V2;
+	struct vhost_vdpa_iova_range range = { 0, 0 };
+	uint64_t acked = 0, unoffered = 0;
+	struct vdpa_mem *mem = NULL;
+	uint32_t id = 0;
+	int ret, bit;
+
+	step_u32(r, "get-device-id", VHOST_VDPA_GET_DEVICE_ID, &id);
+	step_u64(r, "get-features", VHOST_GET_FEATURES, &r->features);
+	step_u64(r, "get-backend-features", VHOST_GET_BACKEND_FEATURES,
+		 &r->backend);
+	step_set_u64(r, "set-backend-features-unoffered-resume",
+		     VHOST_SET_BACKEND_FEATURES,
+		     v2 | 1ULL << VHOST_BACKEND_F_RESUME);
+	step_set_u64(r, "set-backend-features-bit63",
+		     VHOST_SET_BACKEND_FEATURES, v2 | 1ULL << 63);
+	ret = vdpa_dev_set_backend_features(r->dev,
+		v2 | 1ULL << VHOST_BACKEND_F_IOTLB_BATCH |
+		1ULL << VHOST_BACKEND_F_SUSPEND, &acked);
+	emit(r, "set-backend-features-v2-batch-suspend", ret, NULL);
+
+	step_u32(r, "get-vqs-count", VHOST_VDPA_GET_VQS_COUNT, &r->nvqs);
+	{
+		uint16_t n = 0;
+
+		ret = call(r, VHOST_VDPA_GET_VRING_NUM, &n);
+		emit(r, "get-vring-num", ret, "val=%u", n);
+		if (ret >= 0)
+			r->vq_max = n;
+	}
+	step_u32(r, "get-config-size", VHOST_VDPA_GET_CONFIG_SIZE,
+		 &r->config_size);
+	ret = call(r, VHOST_VDPA_GET_IOVA_RANGE, &range);
+	emit(r, "get-iova-range", ret, "val=0x%llx-0x%llx",
+	     (unsigned long long)range.first, (unsigned long long)range.last);
+	step_u32(r, "get-group-num", VHOST_VDPA_GET_GROUP_NUM, NULL);
+	step_u32(r, "get-as-num", VHOST_VDPA_GET_AS_NUM, NULL);
+
+	step_config(r, "get-config-head", 0,
+		    r->config_size < 8 ? r->config_size : 8, false);
+	step_config(r, "get-config-len-0", 0, 0, false);
+	step_config(r, "get-config-at-end", r->config_size, 1, false);
+	step_config(r, "get-config-too-long", 0, r->config_size + 1, false);
+	step_config(r, "get-config-off-huge", 0xffffff00u, 1, false);
+	step_config(r, "set-config-at-end", r->config_size, 1, true);
+	step_get_status(r, "get-status-initial");
+
+	step_vring(r, "set-vring-num-0", VHOST_SET_VRING_NUM, 0, 0, false);
+	step_vring(r, "set-vring-num-not-pow2", VHOST_SET_VRING_NUM, 0, 100,
+		   false);
+	step_vring(r, "set-vring-num-above-max", VHOST_SET_VRING_NUM, 0,
+		   2u * r->vq_max, false);
+	step_vring(r, "set-vring-num-65536", VHOST_SET_VRING_NUM, 0, 65536,
+		   false);
+	step_vring(r, "set-vring-num-bad-index", VHOST_SET_VRING_NUM,
+		   r->nvqs, r->vq_max, false);
+	step_vring(r, "set-vring-num-max", VHOST_SET_VRING_NUM, 0, r->vq_max,
+		   false);
+	step_vring(r, "get-vring-base-bad-index", VHOST_GET_VRING_BASE,
+		   r->nvqs, 0, true);
+	step_vring(r, "get-vring-base-huge-index", VHOST_GET_VRING_BASE,
+		   0x80000000u, 0, true);
+	step_vring(r, "get-vring-base-initial", VHOST_GET_VRING_BASE, 0, 0,
+		   true);
+	step_vring(r, "set-vring-base-5", VHOST_SET_VRING_BASE, 0, 5, false);
+	step_vring(r, "get-vring-base-after-set", VHOST_GET_VRING_BASE, 0, 0,
+		   true);
+	step_vring(r, "set-vring-base-bad-index", VHOST_SET_VRING_BASE,
+		   r->nvqs, 0, false);
+	step_vring(r, "set-vring-enable-bad-index",
+		   VHOST_VDPA_SET_VRING_ENABLE, r->nvqs, 1, false);
+	step_vring(r, "get-vring-group-0", VHOST_VDPA_GET_VRING_GROUP, 0, 0,
+		   true);
+	step_vring(r, "get-vring-group-last", VHOST_VDPA_GET_VRING_GROUP,
+		   r->nvqs ? r->nvqs - 1 : 0, 0, true);
+	step_vring(r, "get-vring-group-bad-index", VHOST_VDPA_GET_VRING_GROUP,
+		   r->nvqs, 0, true);
+
+	emit(r, "suspend-before-driver-ok", call(r, VHOST_VDPA_SUSPEND, NULL),
+	     NULL);
+	/* Linux 6.1 has no RESUME: the generic vhost path answers EFAULT. */
+	emit(r, "resume-raw-not-offered", call(r, VHOST_VDPA_RESUME, NULL),
+	     NULL);
+	emit(r, "resume-library-not-negotiated", vdpa_dev_resume(r->dev),
+	     NULL);
+
+	step_status(r, "set-status-ack", VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	step_status(r, "set-status-ack-driver",
+		    VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	step_get_status(r, "get-status-after-driver");
+	step_status(r, "set-status-clear-driver", VIRTIO_CONFIG_S_ACKNOWLEDGE);
+
+	step_set_u64(r, "set-features-without-access-platform",
+		     VHOST_SET_FEATURES,
+		     r->features & ~(1ULL << VIRTIO_F_ACCESS_PLATFORM));
+	for (bit = 0; bit < 24; bit++)
+		if (!(r->features & (1ULL << bit))) {
+			unoffered = 1ULL << bit;
+			break;
+		}
+	step_set_u64(r, "set-features-plus-unoffered", VHOST_SET_FEATURES,
+		     r->features | unoffered);
+	step_set_u64(r, "set-features-offered", VHOST_SET_FEATURES,
+		     r->features);
+	step_status(r, "set-status-features-ok", VIRTIO_CONFIG_S_ACKNOWLEDGE |
+		    VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK);
+	step_get_status(r, "get-status-after-features-ok");
+	step_set_u64(r, "set-features-after-features-ok", VHOST_SET_FEATURES,
+		     r->features);
+
+	step_iotlb(r, "iotlb-update-size-0", VHOST_IOTLB_UPDATE, 0x10000, 0,
+		   0x10000);
+	step_iotlb(r, "iotlb-invalidate-before-any-map",
+		   VHOST_IOTLB_INVALIDATE, 0x10000, 0x1000, 0);
+	step_iotlb(r, "iotlb-update-wraps", VHOST_IOTLB_UPDATE,
+		   UINT64_MAX - 0xfff, 0x2000, 0x10000);
+	ret = vdpa_mem_create(1 << 20, 0x100000, &mem);
+	if (ret >= 0)
+		ret = vdpa_mem_map(r->dev, mem);
+	emit(r, "mem-map-1m-at-1m", ret, NULL);
+	step_iotlb(r, "iotlb-update-overlap", VHOST_IOTLB_UPDATE, 0x100000,
+		   0x1000, mem ? (uint64_t)(uintptr_t)vdpa_mem_base(mem) : 0);
+	step_iotlb(r, "iotlb-invalidate-unmapped", VHOST_IOTLB_INVALIDATE,
+		   0x40000000, 0x1000, 0);
+	step_iotlb(r, "iotlb-bad-type", 42, 0x100000, 0x1000, 0);
+	step_iotlb(r, "iotlb-batch-begin", VHOST_IOTLB_BATCH_BEGIN, 0, 0, 0);
+	step_iotlb(r, "iotlb-batch-end", VHOST_IOTLB_BATCH_END, 0, 0, 0);
+
+	step_vring(r, "set-vring-enable-0", VHOST_VDPA_SET_VRING_ENABLE, 0, 1,
+		   false);
+	step_status(r, "set-status-driver-ok", VIRTIO_CONFIG_S_ACKNOWLEDGE |
+		    VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK |
+		    VIRTIO_CONFIG_S_DRIVER_OK);
+	step_get_status(r, "get-status-after-driver-ok");
+	emit(r, "suspend-after-driver-ok", call(r, VHOST_VDPA_SUSPEND, NULL),
+	     NULL);
+	step_vring(r, "get-vring-base-suspended", VHOST_GET_VRING_BASE, 0, 0,
+		   true);
+	emit(r, "resume-raw-still-not-offered",
+	     call(r, VHOST_VDPA_RESUME, NULL), NULL);
+	step_status(r, "set-status-reset", 0);
+	step_get_status(r, "get-status-after-reset");
+	step_vring(r, "get-vring-base-after-reset", VHOST_GET_VRING_BASE, 0,
+		   0, true);
+	if (mem)
+		emit(r, "mem-unmap", vdpa_mem_unmap(r->dev, mem), NULL);
+	vdpa_mem_destroy(mem);
+}
+
+static int run_dev(struct vdpa_dev *dev, struct answers *out)
+{
+	struct run r = { .dev = dev, .out = out };
+	static char type[16];
+	uint32_t id = 0;
+
+	if (vdpa_dev_get_device_id(dev, &id) < 0)
+		return -EIO;
+	if (id == 1)
+		r.type = "net";
+	else if (id == 2)
+		r.type = "blk";
+	else {
+		snprintf(type, sizeof(type), "dev%u", id);
+		r.type = type;
+	}
+	run_script(&r);
+	return 0;
+}
+
+/*
+ * Answers of the simulator, configured like Linux 6.1's vdpasim_net and
+ * vdpasim_blk as far as it has knobs for it.
+ */
+static int run_sim(enum vsim_type type, struct answers *out)
+{
+	struct vsim_thread *thr = NULL;
+	struct vdpa_dev *dev = NULL;
+	struct vsim_opts o;
+	int fd = -1, r;
+
+	vsim_opts_init(&o, type);
+	o.vq_size = 256;
+	o.no_resume = true;	/* 6.1 has no RESUME */
+	o.no_state = true;	/* nor the proposed device-state extension */
+	if (type == VSIM_TYPE_BLK)
+		o.capacity = 0x40000;	/* VDPASIM_BLK_CAPACITY */
+	r = vsim_thread_start(&o, &fd, &thr);
+	if (r < 0)
+		return r;
+	r = vdpa_dev_open_sim_fd(fd, type == VSIM_TYPE_NET ? "sim:diff-net" :
+				 "sim:diff-blk", &dev);
+	if (r >= 0) {
+		r = run_dev(dev, out);
+		vdpa_dev_close(dev);
+	}
+	vsim_thread_stop(thr);
+	return r;
+}
+
+static int run_named(const char *name, struct answers *out)
+{
+	struct vdpa_dev *dev = NULL;
+	int r = vdpa_dev_open(name, &dev);
+
+	if (r < 0)
+		return r;
+	r = run_dev(dev, out);
+	vdpa_dev_close(dev);
+	return r;
+}
+
+static int load(const char *path, struct answers *a)
+{
+	char buf[LINE_LEN];
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return -errno;
+	while (fgets(buf, sizeof(buf), f) && a->n < MAX_LINES) {
+		buf[strcspn(buf, "\n")] = 0;
+		if (!buf[0] || buf[0] == '#')
+			continue;
+		snprintf(a->line[a->n++], LINE_LEN, "%s", buf);
+	}
+	fclose(f);
+	return 0;
+}
+
+/* "net.step: ret=..." -> length of "net.step" */
+static size_t key_len(const char *l)
+{
+	const char *c = strstr(l, ": ");
+
+	return c ? (size_t)(c - l) : strlen(l);
+}
+
+static const char *find_line(const struct answers *a, const char *l)
+{
+	size_t k = key_len(l);
+	int i;
+
+	for (i = 0; i < a->n; i++)
+		if (key_len(a->line[i]) == k && !strncmp(a->line[i], l, k))
+			return a->line[i];
+	return NULL;
+}
+
+static const struct known_diff *find_known(const char *l)
+{
+	size_t k = key_len(l);
+	const struct known_diff *d;
+
+	for (d = known_diffs; d->step; d++)
+		if (strlen(d->step) == k && !strncmp(d->step, l, k) &&
+		    !strcmp(d->sim, l + k + 2))
+			return d;
+	return NULL;
+}
+
+static void compare(const struct answers *got, const struct answers *want,
+		    const char *what)
+{
+	const struct known_diff *d;
+	const char *w;
+	int i;
+
+	for (i = 0; i < got->n; i++) {
+		const char *g = got->line[i];
+
+		w = find_line(want, g);
+		if (!w) {
+			tap_ok(0, "%s: no recorded kernel answer (%s)", g,
+			       what);
+			continue;
+		}
+		if (!strcmp(g, w)) {
+			tap_ok(1, "%s", g);
+			continue;
+		}
+		d = find_known(g);
+		if (d) {
+			tap_ok(1, "%s # known difference, kernel %s: %s", g,
+			       w + key_len(w) + 2, d->why);
+			continue;
+		}
+		tap_ok(0, "%.*s differs: sim %s, kernel %s",
+		       (int)key_len(g), g, g + key_len(g) + 2,
+		       w + key_len(w) + 2);
+	}
+	/* Steps the kernel answered that this run did not produce. */
+	for (i = 0; i < want->n; i++) {
+		const char *l = want->line[i];
+		size_t k = key_len(l);
+
+		if (find_line(got, l))
+			continue;
+		/* only for device types this run covered */
+		if (got->n && !strncmp(got->line[0], l, strcspn(l, ".")) &&
+		    got->line[0][strcspn(l, ".")] == '.')
+			tap_ok(0, "%.*s: answered by the kernel, not by %s",
+			       (int)k, l, what);
+	}
+}
+
+static const char *uts_release(void)
+{
+	static struct utsname u;
+
+	return uname(&u) ? "?" : u.release;
+}
+
+int main(void)
+{
+	const char *dev = getenv("VDPA_DIFF_DEV");
+	const char *blk = getenv("VDPA_DIFF_BLK_DEV");
+	const char *record = getenv("VDPA_DIFF_RECORD");
+	const char *expected = getenv("VDPA_DIFF_EXPECTED");
+	static struct answers got, want;
+	int fds, r;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (dev && !*dev)
+		dev = NULL;
+	if (blk && !*blk)
+		blk = NULL;
+	if (!record) {
+		if (!expected)
+			expected = "tests/differential.expected";
+		r = load(expected, &want);
+		if (r < 0) {
+			char why[300];
+
+			snprintf(why, sizeof(why),
+				 "no kernel answers at %s (%s); make check-kernel records them",
+				 expected, strerror(-r));
+			tap_skip_all(why);
+		}
+	}
+
+	fds = tap_count_fds();
+	if (dev || blk) {
+		if (dev) {
+			r = run_named(dev, &got);
+			tap_ok(r >= 0, "script ran on %s (%s)", dev,
+			       r < 0 ? strerror(-r) : "ok");
+		}
+		if (blk) {
+			r = run_named(blk, &got);
+			tap_ok(r >= 0, "script ran on %s (%s)", blk,
+			       r < 0 ? strerror(-r) : "ok");
+		}
+	} else {
+		r = run_sim(VSIM_TYPE_NET, &got);
+		tap_ok(r >= 0, "script ran on a vdpa-sim net device (%s)",
+		       r < 0 ? strerror(-r) : "ok");
+		r = run_sim(VSIM_TYPE_BLK, &got);
+		tap_ok(r >= 0, "script ran on a vdpa-sim blk device (%s)",
+		       r < 0 ? strerror(-r) : "ok");
+	}
+	tap_is(tap_count_fds(), fds, "no fd leaked by the script");
+
+	if (record) {
+		FILE *f = strcmp(record, "-") ? fopen(record, "we") : stdout;
+		int i;
+
+		if (!tap_ok(f != NULL, "open %s", record))
+			return tap_done();
+		fprintf(f, "# vdpa-user tests/differential.c answers of %s\n",
+			dev || blk ? "Linux vhost-vdpa" : "vdpa-sim");
+		fprintf(f, "# devices: %s %s; kernel %s\n", dev ? dev : "sim",
+			blk ? blk : "", uts_release());
+		for (i = 0; i < got.n; i++)
+			fprintf(f, "%s\n", got.line[i]);
+		tap_ok(fflush(f) == 0, "recorded %d answers to %s", got.n,
+		       record);
+		if (f != stdout)
+			fclose(f);
+		return tap_done();
+	}
+	compare(&got, &want, dev || blk ? "this device" : "the simulator");
+	return tap_done();
+}
