@@ -57,17 +57,52 @@ struct run {
 
 /*
  * Differences between the simulator and Linux 6.1 vhost-vdpa + vdpa_sim
- * that are understood and accepted: step, the simulator's answer, why.
+ * that are understood: step ("type.step", or "step" for every type), the
+ * simulator's exact answer, and why. Accepted ones pass; todo ones are
+ * simulator deviations still to fix and show as TAP "# TODO" (they do not
+ * fail the run). A changed simulator answer is not covered and fails.
  * docs/differential.md explains each; keep the two in step.
  */
 struct known_diff {
 	const char *step;
 	const char *sim;
+	bool todo;
 	const char *why;
 };
 
 static const struct known_diff known_diffs[] = {
-	{ NULL, NULL, NULL },
+	{ "net.get-features", "ret=0 val=0x338870028", false,
+	  "sim also offers STATUS, CTRL_RX, INDIRECT_DESC, EVENT_IDX" },
+	{ "blk.get-features", "ret=0 val=0x330000246", false,
+	  "sim offers INDIRECT_DESC, EVENT_IDX; not TOPOLOGY, DISCARD, "
+	  "WRITE_ZEROES, ANY_LAYOUT" },
+	{ "get-backend-features", "ret=0 val=0x56", false,
+	  "sim: one address space (no IOTLB_ASID), offers "
+	  "ENABLE_AFTER_DRIVER_OK" },
+	{ "net.get-group-num", "ret=0 val=1", false,
+	  "sim has one vq group; vdpasim_net puts the cvq in group 1" },
+	{ "net.get-as-num", "ret=0 val=1", false,
+	  "sim has one address space; vdpasim_net has 2 (shadow cvq)" },
+	{ "net.get-vring-group-last", "ret=0 val=0", false,
+	  "sim has one vq group; vdpasim_net puts the cvq in group 1" },
+	{ "set-vring-num-above-max", "ret=-EINVAL", false,
+	  "sim refuses a size above GET_VRING_NUM; Linux stores it unchecked" },
+	{ "get-config-at-end", "ret=-E2BIG", true,
+	  "Linux folds config_validate's E2BIG into EINVAL" },
+	{ "get-config-too-long", "ret=-E2BIG", true,
+	  "Linux folds config_validate's E2BIG into EINVAL" },
+	{ "set-config-at-end", "ret=-E2BIG", true,
+	  "Linux folds config_validate's E2BIG into EINVAL" },
+	{ "iotlb-invalidate-before-any-map", "ret=72", true,
+	  "Linux: no address space exists before the first UPDATE (EINVAL, "
+	  "reported as EFAULT)" },
+	{ "iotlb-update-wraps", "ret=-EINVAL", true,
+	  "Linux write() reports every IOTLB handler error as EFAULT" },
+	{ "iotlb-update-overlap", "ret=-EEXIST", true,
+	  "Linux write() reports every IOTLB handler error as EFAULT" },
+	{ "iotlb-bad-type", "ret=-EINVAL", true,
+	  "Linux write() reports every IOTLB handler error as EFAULT" },
+	{ NULL, NULL, false, NULL },
 };
 
 static const char *errname(int e)
@@ -178,21 +213,23 @@ static void step_vring(struct run *r, const char *step, unsigned long req,
 static void step_config(struct run *r, const char *step, uint32_t off,
 			uint32_t len, bool set)
 {
-	struct {
+	union {
 		struct vhost_vdpa_config c;
-		uint8_t buf[512];
-	} a = { .c = { .off = off, .len = len } };
+		uint8_t raw[sizeof(struct vhost_vdpa_config) + 512];
+	} a = { .raw = { 0 } };
 	char hex[2 * 16 + 1] = "";
 	uint32_t i;
 	int ret;
 
-	if (len > sizeof(a.buf)) {
+	if (len > sizeof(a.raw) - sizeof(a.c)) {
 		/* never let the device write past our buffer */
-		a.c.len = len = sizeof(a.buf);
+		len = sizeof(a.raw) - sizeof(a.c);
 	}
+	a.c.off = off;
+	a.c.len = len;
 	ret = call(r, set ? VHOST_VDPA_SET_CONFIG : VHOST_VDPA_GET_CONFIG, &a);
 	for (i = 0; !set && i < len && i < 16; i++)
-		snprintf(hex + 2 * i, 3, "%02x", a.buf[i]);
+		snprintf(hex + 2 * i, 3, "%02x", a.c.buf[i]);
 	emit(r, step, ret, hex[0] ? "val=%s" : NULL, hex);
 }
 
@@ -462,13 +499,18 @@ static const char *find_line(const struct answers *a, const char *l)
 
 static const struct known_diff *find_known(const char *l)
 {
-	size_t k = key_len(l);
+	size_t k = key_len(l), t = strcspn(l, ".");
 	const struct known_diff *d;
+	size_t n;
 
-	for (d = known_diffs; d->step; d++)
-		if (strlen(d->step) == k && !strncmp(d->step, l, k) &&
-		    !strcmp(d->sim, l + k + 2))
-			return d;
+	for (d = known_diffs; d->step; d++) {
+		n = strlen(d->step);
+		if (strchr(d->step, '.') ?
+		    n == k && !strncmp(d->step, l, k) :
+		    t < k && n == k - t - 1 && !strncmp(d->step, l + t + 1, n))
+			if (!strcmp(d->sim, l + k + 2))
+				return d;
+	}
 	return NULL;
 }
 
@@ -490,9 +532,19 @@ static void compare(const struct answers *got, const struct answers *want,
 		}
 		if (!strcmp(g, w)) {
 			tap_ok(1, "%s", g);
+			if (find_known(w))
+				tap_diag("%s: listed as a known difference but "
+					 "now equal; drop it from known_diffs",
+					 g);
 			continue;
 		}
 		d = find_known(g);
+		if (d && d->todo) {
+			/* TAP TODO: reported, not counted as a failure */
+			printf("not ok %d - %s # TODO sim should answer as the kernel (%s): %s\n",
+			       ++tap_n, g, w + key_len(w) + 2, d->why);
+			continue;
+		}
 		if (d) {
 			tap_ok(1, "%s # known difference, kernel %s: %s", g,
 			       w + key_len(w) + 2, d->why);

@@ -15,11 +15,12 @@
 #   VDPA_KERNEL_JOBS   make -j (default: nproc)
 #   VDPA_KERNEL_NICE   nice increment for the build (default 10)
 #   VDPA_KERNEL_KEEP   1 = keep the unpacked build tree after success
+#   VDPA_KERNEL_CONFIG another fragment instead of kernel.config (experiments)
 # Exit: 0 built/reused, 77 kernel source unavailable, 1 build/config failure.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-frag=$here/kernel.config
+frag=${VDPA_KERNEL_CONFIG:-$here/kernel.config}
 cache=${VDPA_KERNEL_CACHE:-/var/cache/vdpa-user/kernel}
 jobs=${VDPA_KERNEL_JOBS:-$(nproc)}
 nice_inc=${VDPA_KERNEL_NICE:-10}

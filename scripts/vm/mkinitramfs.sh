@@ -30,6 +30,7 @@ file -L "$busybox" 2>/dev/null | grep -q 'statically linked' ||
 vdpa=$(command -v vdpa || true)
 [ -n "$vdpa" ] || die "iproute2's vdpa not found (apt-get install iproute2)"
 
+mkdir -p "$(dirname "$out")"
 root=$(mktemp -d "${TMPDIR:-/tmp}/vdpa-rig-initramfs.XXXXXX")
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/bin" "$root/sbin" "$root/usr/bin" "$root/usr/sbin" \

@@ -27,7 +27,7 @@ fi
 set -- -accel tcg -m "${VDPA_RIG_MEM:-512}" -smp "${VDPA_RIG_SMP:-2}" \
 	-nographic -no-reboot -nic none -monitor none -serial stdio \
 	-kernel "$kernel" -initrd "$initrd" \
-	-append "console=ttyS0 panic=-1 quiet ${VDPA_RIG_APPEND:-}"
+	-append "console=ttyS0 panic=-1 quiet loglevel=2 ${VDPA_RIG_APPEND:-}"
 if [ "${VDPA_RIG_PCI:-0}" = 1 ]; then
 	set -- "$@" -device virtio-net-pci,disable-legacy=on
 fi
