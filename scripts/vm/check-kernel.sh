@@ -53,8 +53,10 @@ t3=$(now)
 tr -d '\r' <"$rig/console.log" >"$rig/console.txt"
 
 # The guest's TAP: everything between the markers, minus the markers.
-sed -n '/^@@VDPA-RIG BEGIN/,/^@@VDPA-RIG END/p' "$rig/console.txt" |
-	grep -v '^@@VDPA-RIG' >"$rig/guest.tap"
+# (firmware escape codes may precede the first marker on its line)
+sed -n '/@@VDPA-RIG BEGIN/,/^@@VDPA-RIG END/p' "$rig/console.txt" |
+	sed '/^@@VDPA-RIG DIFFERENTIAL BEGIN/,/^@@VDPA-RIG DIFFERENTIAL END/d' |
+	grep -v '@@VDPA-RIG' >"$rig/guest.tap"
 sed -n '/^@@VDPA-RIG DIFFERENTIAL BEGIN/,/^@@VDPA-RIG DIFFERENTIAL END/p' \
 	"$rig/console.txt" | grep -v '^@@VDPA-RIG' >"$rig/differential.kernel"
 summary=$(grep '^@@VDPA-RIG SUMMARY' "$rig/console.txt" | tail -n 1)

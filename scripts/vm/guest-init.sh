@@ -25,6 +25,7 @@ finish() {
 }
 pass=0 fail=0 skip=0 n=0
 
+echo
 echo "@@VDPA-RIG BEGIN"
 echo "# kernel $(uname -r), $(nproc) cpus, $(awk '/MemTotal/ {print $2}' /proc/meminfo) kB"
 
