@@ -23,7 +23,7 @@ finish() {
 	sleep 5
 	poweroff -f
 }
-pass=0 fail=0 skip=0 n=0
+pass=0 fail=0 skip=0 n=0 PCI=
 
 echo
 echo "@@VDPA-RIG BEGIN"
@@ -81,7 +81,14 @@ if [ "$RIG_PCI" = 1 ]; then
 				echo "# vp-vdpa did not bind ${p##*/}"
 		fi
 	done
-	echo "# vdpa mgmtdev after vp-vdpa: $(vdpa mgmtdev show 2>&1 | tr '\n' ' ')"
+	for m in $(vdpa mgmtdev show 2>/dev/null | sed -n 's/^\(pci\/[^:]*:[^:]*:[^:]*\):.*/\1/p'); do
+		echo "# vp-vdpa management device $m"
+		if add_dev name vdpa2 mgmtdev "$m"; then
+			PCI=$(vhost_of vdpa2) || PCI=
+			echo "# pci device: vdpa2 -> ${PCI:-none}"
+		fi
+		break
+	done
 fi
 
 if [ -z "$NET" ] && [ -z "$BLK" ]; then
@@ -93,7 +100,7 @@ fi
 n=$((n + 1)); pass=$((pass + 1))
 echo "ok $n - vdpa_sim devices appear as /dev/vhost-vdpa-N (net ${NET:-none}, blk ${BLK:-none})"
 
-export VDPA_TEST_NET_DEV=$NET VDPA_TEST_BLK_DEV=$BLK BUILD=$B
+export VDPA_TEST_NET_DEV=$NET VDPA_TEST_BLK_DEV=$BLK VDPA_TEST_PCI_DEV=${PCI:-} BUILD=$B
 for name in $RIG_TESTS; do
 	t=$B/tests/$name
 	n=$((n + 1))

@@ -29,7 +29,8 @@ set -- -accel tcg -m "${VDPA_RIG_MEM:-512}" -smp "${VDPA_RIG_SMP:-2}" \
 	-kernel "$kernel" -initrd "$initrd" \
 	-append "console=ttyS0 panic=-1 quiet loglevel=2 ${VDPA_RIG_APPEND:-}"
 if [ "${VDPA_RIG_PCI:-0}" = 1 ]; then
-	set -- "$@" -device virtio-net-pci,disable-legacy=on
+	set -- "$@" -netdev hubport,id=rignet,hubid=0 \
+		-device virtio-net-pci,disable-legacy=on,netdev=rignet
 fi
 
 rc=0
