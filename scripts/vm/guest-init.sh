@@ -14,6 +14,7 @@ mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /dev/shm
 . /rig/config
 B=/rig/build
+export LD_LIBRARY_PATH=$B
 
 finish() {
 	echo "@@VDPA-RIG SUMMARY pass=$pass fail=$fail skip=$skip status=$1"

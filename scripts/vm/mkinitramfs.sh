@@ -41,7 +41,7 @@ mkdir -p "$root/bin" "$root/sbin" "$root/usr/bin" "$root/usr/sbin" \
 # the same path inside the image (the loader included).
 add_bin() {
 	cp -L "$1" "$2"
-	ldd "$1" 2>/dev/null | awk '
+	LD_LIBRARY_PATH=$build ldd "$1" 2>/dev/null | awk '
 		/=> \// { print $3; next }
 		/^[ \t]*\// { print $1 }' | while read -r lib; do
 		[ -e "$root$lib" ] && continue
