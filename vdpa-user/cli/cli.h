@@ -28,6 +28,10 @@ struct wl_result;
 /* Result fields of traffic/migrate (text line or JSON members). */
 void cli_print_result(struct json *j, const struct wl_result *r, double secs);
 
+struct vdpa_state;
+/* A saved state (bare blob or migrate-out file); prints errors. */
+int cli_read_state_file(const char *path, struct vdpa_state **ret);
+
 /* Progress on a terminal only (stderr is a tty and not -j). */
 void cli_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

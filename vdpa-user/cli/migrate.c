@@ -49,7 +49,7 @@ int mig_precheck(struct cli_dev *src, const struct vdpa_state *dst_desc,
 			 vdpa_dev_name(src->dev), strerror(-r));
 		return r;
 	}
-	r = vdpa_state_compat(here, dst_desc, err, errlen);
+	r = dst_desc ? vdpa_state_compat(here, dst_desc, err, errlen) : 0;
 	if (r < 0 || !ret_src_desc)
 		vdpa_state_free(here);
 	else

@@ -20,7 +20,7 @@ struct mig_stats {
 enum mig_via { VIA_PIPE, VIA_SOCKET, VIA_FILE };
 
 /*
- * Refuse early (nothing stopped): no SUSPEND on src, or src and dst
+ * Refuse early (nothing stopped): no SUSPEND on src, or (dst_desc given) src and dst
  * configurations differ. 0 or -errno with the reason in err.
  */
 int mig_precheck(struct cli_dev *src, const struct vdpa_state *dst_desc,

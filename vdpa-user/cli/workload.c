@@ -291,19 +291,23 @@ int wl_save(const struct workload *w, void **ret_buf, size_t *ret_len)
 	return 0;
 }
 
-/* w was set up with wl_init_*() on the adopted driver with the same count. */
-int wl_restore(struct workload *w, const void *buf, size_t len)
+/* Set w up on an adopted driver from a wl_save() image. */
+int wl_adopt(struct workload *w, struct vdpa_net *net, struct vdpa_blk *blk,
+	     const void *buf, size_t len)
 {
 	struct wl_saved s;
+	int err;
 
 	if (len < sizeof(s))
 		return -EBADMSG;
 	memcpy(&s, buf, sizeof(s));
-	if (s.magic != WL_SAVE_MAGIC || s.count != w->count ||
-	    s.size != w->size || s.queues != w->queues ||
-	    s.is_net != !!w->net || s.next > s.count ||
-	    len != sizeof(s) + ((s.count + 63) / 64) * 8)
+	if (s.magic != WL_SAVE_MAGIC || s.is_net != !!net || !(net || blk) ||
+	    s.next > s.count || len != sizeof(s) + ((s.count + 63) / 64) * 8)
 		return -EBADMSG;
+	err = net ? wl_init_net(w, net, s.count, s.size, s.queues) :
+		    wl_init_blk(w, blk, s.count, s.size);
+	if (err < 0)
+		return err;
 	w->next = s.next;
 	w->r = s.r;
 	memcpy(w->sent_q, s.sent_q, sizeof(s.sent_q));

@@ -60,6 +60,8 @@ int wl_kick_all(struct workload *w);
 
 /* Serialize the generator (counters, seen set) for migrate-out/in. */
 int wl_save(const struct workload *w, void **ret_buf, size_t *ret_len);
-int wl_restore(struct workload *w, const void *buf, size_t len);
+/* Set w up on an adopted driver (net or blk) from a wl_save() image. */
+int wl_adopt(struct workload *w, struct vdpa_net *net, struct vdpa_blk *blk,
+	     const void *buf, size_t len);
 
 #endif
