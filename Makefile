@@ -101,7 +101,7 @@ $(LIB_OBJ) $(COMMON_OBJ): CFLAGS += -fvisibility=hidden
 $(CLI_OBJ): CPPFLAGS += -Ivdpa-user/lib -Ivdpa-user/cli -Isim-device
 $(SIM_OBJ) $(BUILD)/obj/sim-device/main.o: CPPFLAGS += -Isim-device
 $(TUTIL_OBJ) $(call obj,$(TEST_SRC) $(BENCH_SRC)): CPPFLAGS += -Isim-device \
-	-Ivdpa-user/lib -Itests
+	-Ivdpa-user/lib -Itests -Itests/util
 
 $(LIB_SO): $(LIB_OBJ) $(COMMON_OBJ) vdpa-user/libvdpa-user.map
 	$(call msg,LD,$@)

@@ -509,7 +509,8 @@ int cmd_migrate_in(int argc, char **argv)
 	r = stream_get_header(fd, PEER_TIMEOUT_MS);
 	if (r < 0) {
 		snprintf(err, sizeof(err), "%s: %s", a.uri, r == -EBADMSG ?
-			 "not a vdpa-user migration stream" : strerror(-r));
+			 "not a vdpa-user migration stream" : r == -EPIPE ?
+			 "empty or truncated stream" : strerror(-r));
 		goto fail;
 	}
 	if (!file) {
