@@ -141,10 +141,10 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB_A) $(SIM_A) $(TUTIL_A)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(TUTIL_A) $(LIB_A) $(SIM_A) $(LIBS)
 
-$(BUILD)/vdpa-user.pc: vdpa-user/vdpa-user.pc.in
+$(BUILD)/vdpa-user.pc: vdpa-user/vdpa-user.pc.in $(DEPS_OK)
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
-		$< > $@
+		vdpa-user/vdpa-user.pc.in > $@
 
 check: all
 	$(Q)BUILD=$(BUILD) scripts/run-tests.sh $(TESTS)
