@@ -32,7 +32,7 @@ OPT     ?= -O2 -g
 CPPFLAGS += -D_GNU_SOURCE -Iinclude/uapi -Iinclude -Icommon
 CFLAGS  += -std=gnu11 $(OPT) $(WARN) -fPIC -MMD -MP $(SANFLAGS)
 LDFLAGS += $(SANFLAGS)
-LIBS    := -lmnl -lpci -lpthread
+LIBS    := -lmnl -lpci -lpthread -lm
 
 ifeq ($(V),1)
 Q :=

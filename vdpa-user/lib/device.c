@@ -434,23 +434,22 @@ int vdpa_dev_set_features(struct vdpa_dev *dev, uint64_t features)
 static int config_io(struct vdpa_dev *dev, unsigned long request,
 		     uint32_t off, void *buf, uint32_t len)
 {
-	struct {
-		struct vhost_vdpa_config c;
-		uint8_t data[1024];
-	} cfg;
+	/* struct vhost_vdpa_config followed by up to 1 KiB of data */
+	uint64_t raw[(sizeof(struct vhost_vdpa_config) + 1024) / 8];
+	struct vhost_vdpa_config *c = (struct vhost_vdpa_config *)raw;
 	int err;
 
-	if (!dev || (!buf && len) || len > sizeof(cfg.data))
+	if (!dev || (!buf && len) || len > 1024)
 		return -EINVAL;
-	cfg.c.off = off;
-	cfg.c.len = len;
-	if (request == VHOST_VDPA_SET_CONFIG)
-		memcpy(cfg.data, buf, len);
-	err = vdpa_dev_call(dev, request, &cfg);
+	c->off = off;
+	c->len = len;
+	if (request == VHOST_VDPA_SET_CONFIG && len)
+		memcpy(c->buf, buf, len);
+	err = vdpa_dev_call(dev, request, c);
 	if (err < 0)
 		return err;
-	if (request == VHOST_VDPA_GET_CONFIG)
-		memcpy(buf, cfg.data, len);
+	if (request == VHOST_VDPA_GET_CONFIG && len)
+		memcpy(buf, c->buf, len);
 	return 0;
 }
 

@@ -608,7 +608,8 @@ int vdpa_net_save(const struct vdpa_net *net, void **ret_buf, size_t *ret_len)
 		vdpa_vq_save(q->vq, buf + off + 12, vl);
 		off += 12 + vl;
 		memcpy(buf + off, &q->nfree, 2);
-		memcpy(buf + off + 2, q->free, 2u * q->nfree);
+		if (q->nfree)
+			memcpy(buf + off + 2, q->free, 2u * q->nfree);
 		off += 2 + 2u * q->nfree;
 	}
 	*ret_buf = buf;
