@@ -149,8 +149,14 @@ $(BUILD)/vdpa-user.pc: vdpa-user/vdpa-user.pc.in $(DEPS_OK)
 check: all
 	$(Q)BUILD=$(BUILD) scripts/run-tests.sh $(TESTS)
 
+# Thread-mode tests (library and simulator in one process) and the CLI's
+# demo (every migration path) under valgrind's leak checker.
+VALGRIND_TESTS := $(filter %/sim-wire %/sim-badinput %/driver %/vq-ring \
+	%/state-blob %/transfer-fd,$(TESTS))
 valgrind: all
-	$(Q)BUILD=$(BUILD) VALGRIND=1 scripts/run-tests.sh $(filter %-sim %-integration %-migrate,$(TESTS))
+	$(Q)BUILD=$(BUILD) VALGRIND=1 scripts/run-tests.sh $(VALGRIND_TESTS)
+	$(Q)valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
+		--error-exitcode=99 $(CLI) demo >/dev/null
 
 bench: all
 	$(Q)BUILD=$(BUILD) scripts/bench.sh
