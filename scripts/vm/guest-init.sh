@@ -65,8 +65,12 @@ add_dev name vdpa0 mgmtdev vdpasim_net mac 00:11:22:33:44:55 ||
 	echo "# vdpa0 (vdpasim_net) could not be created"
 add_dev name vdpa1 mgmtdev vdpasim_blk ||
 	echo "# vdpa1 (vdpasim_blk) could not be created"
+# a second net device of the same model and configuration: a migration target
+add_dev name vdpa3 mgmtdev vdpasim_net mac 00:11:22:33:44:55 ||
+	echo "# vdpa3 (second vdpasim_net) could not be created"
 NET=$(vhost_of vdpa0) || NET=
 BLK=$(vhost_of vdpa1) || BLK=
+NET2=$(vhost_of vdpa3) || NET2=
 echo "# net device: vdpa0 -> ${NET:-none}; blk device: vdpa1 -> ${BLK:-none}"
 vdpa dev show 2>&1 | sed 's/^/# /'
 
@@ -101,7 +105,7 @@ fi
 n=$((n + 1)); pass=$((pass + 1))
 echo "ok $n - vdpa_sim devices appear as /dev/vhost-vdpa-N (net ${NET:-none}, blk ${BLK:-none})"
 
-export VDPA_TEST_NET_DEV=$NET VDPA_TEST_BLK_DEV=$BLK VDPA_TEST_PCI_DEV=${PCI:-} BUILD=$B
+export VDPA_TEST_NET_DEV=$NET VDPA_TEST_NET_DEV2=${NET2:-} VDPA_TEST_BLK_DEV=$BLK VDPA_TEST_PCI_DEV=${PCI:-} BUILD=$B
 for name in $RIG_TESTS; do
 	t=$B/tests/$name
 	n=$((n + 1))

@@ -10,7 +10,7 @@
 #include <vdpa-user/vdpa-user.h>
 
 /* Driver memory size and its IOVA, the same on every device we use. */
-#define CLI_MEM_SIZE	(64u << 20)
+#define CLI_MEM_SIZE	(32u << 20)
 #define CLI_MEM_IOVA	0x40000000ull
 
 struct cli_dev {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -68,6 +69,22 @@ static void log_to_stderr(int level, const char *msg, void *opaque)
 		names[level & 7], msg);
 }
 
+/*
+ * vhost-vdpa pins driver memory and counts it against RLIMIT_MEMLOCK
+ * (8 MiB by default); raise the soft limit as far as we may.
+ */
+static void raise_memlock(void)
+{
+	struct rlimit r;
+
+	if (getrlimit(RLIMIT_MEMLOCK, &r))
+		return;
+	if (geteuid() == 0)
+		r.rlim_max = RLIM_INFINITY;
+	r.rlim_cur = r.rlim_max;
+	setrlimit(RLIMIT_MEMLOCK, &r);
+}
+
 struct cmd {
 	const char *object;
 	const char *verb;	/* NULL: the object is the whole command */
@@ -116,6 +133,7 @@ int main(int argc, char **argv)
 	int argi = 1;
 
 	signal(SIGPIPE, SIG_IGN);
+	raise_memlock();
 	for (; argi < argc && argv[argi][0] == '-' && argv[argi][1]; argi++) {
 		const char *a = argv[argi];
 

@@ -215,6 +215,11 @@ int vdpa_mem_map(struct vdpa_dev *dev, struct vdpa_mem *mem)
 		return err;
 	err = iotlb_one(dev, mem, VHOST_IOTLB_UPDATE);
 	if (err < 0) {
+		if (err == -EFAULT && vdpa_dev_is_kernel(dev))
+			vdpa_log(LOG_ERR, "%s: IOTLB update of %zu bytes failed "
+				 "(Linux reports every IOTLB error as EFAULT; "
+				 "the usual cause is RLIMIT_MEMLOCK below the "
+				 "pinned size)", dev->name, mem->size);
 		del = add.m;
 		vdpa_dev_call(dev, VSIM_REQ_DEL_MEM, &del);
 		return err;
