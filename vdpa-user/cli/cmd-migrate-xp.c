@@ -256,11 +256,8 @@ int cmd_migrate_out(int argc, char **argv)
 	if (a.traffic) {
 		uint64_t count = a.count ? a.count : (d.net ? 100000 : 10000);
 
-		r = d.net ? wl_init_net(&w, d.net, count,
-					a.size ? (uint32_t)a.size : 64,
-					(unsigned int)a.queues) :
-			    wl_init_blk(&w, d.blk, count,
-					a.size ? (uint32_t)a.size : 4096);
+		r = wl_init(&w, d.net, d.blk, count, (uint32_t)a.size,
+			    (unsigned int)a.queues);
 		if (r < 0) {
 			rc = cli_errno(r, "migrate-out: bad traffic parameters");
 			goto out;
@@ -322,9 +319,7 @@ rollback:
 		char rb[256];
 
 		if (mig_rollback(&d, mem, saved, rb, sizeof(rb)) == 0) {
-			struct workload k = { .net = d.net, .blk = d.blk };
-
-			wl_kick_all(&k);
+			wl_kick_driver(d.net, d.blk);
 			stopped = false;
 		} else {
 			size_t l = strlen(err);
@@ -564,11 +559,7 @@ int cmd_migrate_in(int argc, char **argv)
 	r = mig_load(&d, &d, in.mem, state, desc, err, sizeof(err));
 	if (r < 0)
 		goto fail;
-	{
-		struct workload k = { .net = d.net, .blk = d.blk };
-
-		wl_kick_all(&k);
-	}
+	wl_kick_driver(d.net, d.blk);
 	if (!file)
 		put_verdict(fd, 0, "ok");
 	close(fd);

@@ -132,15 +132,12 @@ int cmd_migrate(int argc, char **argv)
 		goto out;
 	}
 	if (a.traffic) {
-		bool net = dev[0].net != NULL;
 		uint64_t count = a.count ? a.count :
-				 (net ? 200000 : 20000) + 1000 * a.iterations;
+				 (dev[0].net ? 200000 : 20000) +
+				 1000 * a.iterations;
 
-		r = net ? wl_init_net(&w, dev[0].net, count,
-				      a.size ? (uint32_t)a.size : 64,
-				      (unsigned int)a.queues) :
-			  wl_init_blk(&w, dev[0].blk, count,
-				      a.size ? (uint32_t)a.size : 4096);
+		r = wl_init(&w, dev[0].net, dev[0].blk, count,
+			    (uint32_t)a.size, (unsigned int)a.queues);
 		if (r < 0) {
 			rc = cli_errno(r, "migrate: bad traffic parameters");
 			goto out;

@@ -100,11 +100,8 @@ int cmd_traffic(int argc, char **argv)
 	rc = cli_dev_start(&d, mem, (unsigned int)queues);
 	if (rc)
 		goto out;
-	if (d.net)
-		err = wl_init_net(&w, d.net, count, size ? (uint32_t)size : 64,
-				  (unsigned int)queues);
-	else
-		err = wl_init_blk(&w, d.blk, count, size ? (uint32_t)size : 4096);
+	err = wl_init(&w, d.net, d.blk, count, (uint32_t)size,
+		      (unsigned int)queues);
 	if (err < 0) {
 		rc = cli_errno(err, "traffic: bad --size/--queues for %s", name);
 		goto out;

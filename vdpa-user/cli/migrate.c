@@ -188,9 +188,7 @@ static int bind_fds(struct vdpa_dev *dev, struct cli_dev *drv,
 
 static void kick_all(struct cli_dev *d)
 {
-	struct workload k = { .net = d->net, .blk = d->blk };
-
-	wl_kick_all(&k);
+	wl_kick_driver(d->net, d->blk);
 }
 
 static void set_driver_dev(struct cli_dev *drv, struct vdpa_dev *dev)

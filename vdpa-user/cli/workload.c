@@ -58,6 +58,21 @@ int wl_init_blk(struct workload *w, struct vdpa_blk *blk, uint64_t count,
 	return common_init(w, count, size);
 }
 
+int wl_init(struct workload *w, struct vdpa_net *net, struct vdpa_blk *blk,
+	    uint64_t count, uint32_t size, unsigned int queues)
+{
+	if (net)
+		return wl_init_net(w, net, count, size ? size : 64, queues);
+	return wl_init_blk(w, blk, count, size ? size : 4096);
+}
+
+int wl_kick_driver(struct vdpa_net *net, struct vdpa_blk *blk)
+{
+	struct workload k = { .net = net, .blk = blk };
+
+	return wl_kick_all(&k);
+}
+
 void wl_free(struct workload *w)
 {
 	seqset_free(&w->seen);

@@ -46,6 +46,9 @@ int wl_init_net(struct workload *w, struct vdpa_net *net, uint64_t count,
 		uint32_t size, unsigned int queues);
 int wl_init_blk(struct workload *w, struct vdpa_blk *blk, uint64_t count,
 		uint32_t size);
+/* Either driver; size 0 picks 64-byte frames (net) or 4 KiB blocks (blk). */
+int wl_init(struct workload *w, struct vdpa_net *net, struct vdpa_blk *blk,
+	    uint64_t count, uint32_t size, unsigned int queues);
 void wl_free(struct workload *w);
 /* Submit and reap once: 1 when every request is accounted for. */
 int wl_step(struct workload *w);
@@ -57,6 +60,8 @@ int wl_run(struct workload *w, int idle_ms);
 void wl_result(struct workload *w, struct wl_result *ret);
 /* Kick every queue (after the rings moved to another device). */
 int wl_kick_all(struct workload *w);
+/* The same for a driver with no workload on it. */
+int wl_kick_driver(struct vdpa_net *net, struct vdpa_blk *blk);
 
 /* Serialize the generator (counters, seen set) for migrate-out/in. */
 int wl_save(const struct workload *w, void **ret_buf, size_t *ret_len);
