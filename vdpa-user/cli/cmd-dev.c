@@ -12,6 +12,7 @@
 #include <vdpa-user/vdpa-user.h>
 
 #include "cli.h"
+#include "devopen.h"
 #include "names.h"
 
 static void print_bits(struct json *j, const char *key, uint64_t bits,
@@ -105,7 +106,7 @@ int cmd_dev_info(int argc, char **argv)
 
 	if (argc != 1)
 		return cli_err("usage: vdpa-user dev info DEV");
-	err = vdpa_dev_open(argv[0], &dev);
+	err = cli_dev_open_raw(argv[0], &dev);
 	if (err < 0)
 		return cli_errno(err, "%s", argv[0]);
 	err = vdpa_dev_get_caps(dev, &caps);
@@ -186,7 +187,7 @@ int cmd_dev_show(int argc, char **argv)
 	for (i = 0; i < n; i++) {
 		struct vdpa_dev *dev;
 		uint32_t id = 0;
-		int err = vdpa_dev_open(names[i], &dev);
+		int err = cli_dev_open_raw(names[i], &dev);
 
 		if (err == 0) {
 			err = vdpa_dev_get_device_id(dev, &id);

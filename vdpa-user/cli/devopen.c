@@ -4,53 +4,32 @@
 #include <string.h>
 
 #include <linux/virtio_ids.h>
-
-#include <dirent.h>
+#include <vdpa-user/mgmt.h>
 
 #include "cli.h"
 #include "devopen.h"
 
-/* /sys/bus/vdpa/devices/NAME/vhost-vdpa-N -> /dev/vhost-vdpa-N */
-static int vdpa_name_to_dev(const char *name, char *buf, size_t len)
+int cli_dev_open_raw(const char *name, struct vdpa_dev **ret)
 {
-	char dir[256];
-	struct dirent *e;
-	DIR *d;
-	int err = -ENOENT;
+	char path[64];
+	int err;
 
-	if (!*name || strchr(name, '/') ||
-	    snprintf(dir, sizeof(dir), "/sys/bus/vdpa/devices/%s", name) >=
-	    (int)sizeof(dir))
-		return -EINVAL;
-	d = opendir(dir);
-	if (!d)
-		return -errno;
-	while ((e = readdir(d)))
-		if (!strncmp(e->d_name, "vhost-vdpa-", 11)) {
-			err = snprintf(buf, len, "/dev/%.32s", e->d_name) <
-			      (int)len ? 0 : -ENAMETOOLONG;
-			break;
-		}
-	closedir(d);
-	return err;
+	if (strncmp(name, "sim:", 4) && strncmp(name, "/dev/", 5)) {
+		/* a vdpa device name: its vhost-vdpa char device via sysfs */
+		err = vdpa_mgmt_chardev(NULL, name, path, sizeof(path));
+		if (err < 0)
+			return err == -EINVAL ? err : -ENODEV;
+		name = path;
+	}
+	return vdpa_dev_open(name, ret);
 }
 
 int cli_dev_open(const char *name, struct cli_dev *ret)
 {
-	char path[64];
-
 	int err;
 
 	memset(ret, 0, sizeof(*ret));
-	if (strncmp(name, "sim:", 4) && strncmp(name, "/dev/", 5)) {
-		/* a vdpa device name: its vhost-vdpa char device via sysfs */
-		err = vdpa_name_to_dev(name, path, sizeof(path));
-		if (err < 0)
-			return cli_errno(err, "%s: no such vhost-vdpa device",
-					 name);
-		name = path;
-	}
-	err = vdpa_dev_open(name, &ret->dev);
+	err = cli_dev_open_raw(name, &ret->dev);
 	if (err < 0)
 		return cli_errno(err, "%s", name);
 	err = vdpa_dev_get_caps(ret->dev, &ret->caps);

@@ -25,6 +25,11 @@ struct cli_dev {
  * it. Prints the error. Returns 0 or an exit status.
  */
 int cli_dev_open(const char *name, struct cli_dev *ret);
+/*
+ * The same without printing: -ENODEV when a vdpa device name has no
+ * vhost-vdpa char device, otherwise vdpa_dev_open()'s errors.
+ */
+int cli_dev_open_raw(const char *name, struct vdpa_dev **ret);
 /* Bring up the class driver on mem with queue_pairs (net). */
 int cli_dev_start(struct cli_dev *d, struct vdpa_mem *mem,
 		  unsigned int queue_pairs);
