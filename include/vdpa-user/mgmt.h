@@ -102,6 +102,19 @@ VDPA_EXPORT int vdpa_mgmt_parse_error(const struct nlmsghdr *nlh, char *msg,
 VDPA_EXPORT int vdpa_mgmt_chardev(const char *sysfs_root, const char *name,
 				  char *buf, size_t len);
 
+/*
+ * The vdpa device behind /dev/vhost-vdpa-N and the sysfs path of its parent
+ * (a PCI function, or a management device such as vdpasim_net).
+ */
+VDPA_EXPORT int vdpa_mgmt_parent_of(const char *sysfs_root,
+				    const char *chardev, char *name,
+				    size_t name_len, char *parent,
+				    size_t parent_len);
+
+/* The management device ("vdpasim_net", "pci/0000:00:04.0") of a vdpa
+ * device, asked over netlink (VDPA_CMD_DEV_GET). */
+VDPA_EXPORT int vdpa_mgmt_dev_mgmtdev(const char *name, char *buf, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -166,6 +166,27 @@ else
 	fail=$((fail + 1)); echo "not ok $n - dev add/info/del round trip: $(cat /tmp/info9 2>/dev/null)"
 fi
 
+# identity and model URI, as migration compatibility sees them
+n=$((n + 1))
+info=$($B/vdpa-user -j dev info vdpa0 2>&1)
+if echo "$info" | grep -q '"model":"vdpa://vdpasim_net/net"'; then
+	pass=$((pass + 1)); echo "ok $n - dev info vdpa0: model vdpa://vdpasim_net/net"
+else
+	fail=$((fail + 1)); echo "not ok $n - dev info vdpa0: $info"
+	echo "#   vhost-vdpa-0 device: $(readlink -f /sys/class/vhost-vdpa/vhost-vdpa-0/device)"
+fi
+if [ -n "$PCI" ]; then
+	n=$((n + 1))
+	info=$($B/vdpa-user -j dev info "$PCI" 2>&1)
+	if echo "$info" | grep -q 'model.*pci://1af4/1041/'; then
+		pass=$((pass + 1)); echo "ok $n - dev info $PCI (vp_vdpa): libpci identity and model URI"
+		echo "$info" | sed 's/^/#   /'
+	else
+		fail=$((fail + 1)); echo "not ok $n - dev info $PCI: $info"
+		$B/vdpa-user -vv dev info "$PCI" 2>&1 | tail -n 4 | sed 's/^/#   /'
+	fi
+fi
+
 export VDPA_TEST_NET_DEV=$NET VDPA_TEST_NET_DEV2=${NET2:-} VDPA_TEST_BLK_DEV=$BLK VDPA_TEST_PCI_DEV=${PCI:-} BUILD=$B
 for name in $RIG_TESTS; do
 	t=$B/tests/$name

@@ -9,6 +9,9 @@
 #include <linux/virtio_blk.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_net.h>
+#include <vdpa-user/mgmt.h>
+#include <vdpa-user/pci.h>
+#include <vdpa-user/state.h>
 #include <vdpa-user/vdpa-user.h>
 
 #include "cli.h"
@@ -97,6 +100,39 @@ static void print_blk_config(struct json *j, struct vdpa_dev *dev)
 	}
 }
 
+/* Model URI (what migration compatibility compares) and PCI identity. */
+static void print_identity(struct json *j, struct vdpa_dev *dev)
+{
+	struct vdpa_pci_identity id;
+	struct vdpa_state *desc;
+	bool pci = vdpa_pci_identity(dev, &id) == 0;
+
+	if (vdpa_state_describe(dev, &desc) == 0) {
+		if (cli.json)
+			json_str(j, "model", desc->model);
+		else
+			printf("  model: %s\n", desc->model);
+		vdpa_state_free(desc);
+	}
+	if (!pci)
+		return;
+	if (cli.json) {
+		json_obj_open(j, "pci");
+		json_str(j, "slot", id.bdf);
+		json_u64(j, "vendor", id.vendor);
+		json_u64(j, "device", id.device);
+		json_u64(j, "subsystem_vendor", id.subvendor);
+		json_u64(j, "subsystem_device", id.subdevice);
+		json_str(j, "vendor_name", id.vendor_name);
+		json_str(j, "device_name", id.device_name);
+		json_obj_close(j);
+	} else {
+		printf("  pci: %s %04x:%04x (subsystem %04x:%04x) %s %s\n",
+		       id.bdf, id.vendor, id.device, id.subvendor,
+		       id.subdevice, id.vendor_name, id.device_name);
+	}
+}
+
 int cmd_dev_info(int argc, char **argv)
 {
 	struct vdpa_dev *dev;
@@ -107,8 +143,26 @@ int cmd_dev_info(int argc, char **argv)
 	if (argc != 1)
 		return cli_err("usage: vdpa-user dev info DEV");
 	err = cli_dev_open_raw(argv[0], &dev);
-	if (err < 0)
+	if (err < 0) {
+		struct vdpa_pci_identity id;
+		char path[64];
+		const char *cdev = argv[0];
+
+		/* what can be known without opening it */
+		if (strncmp(cdev, "/dev/", 5) &&
+		    vdpa_mgmt_chardev(NULL, cdev, path, sizeof(path)) == 0)
+			cdev = path;
+		if (vdpa_pci_identity_of(NULL, cdev, &id) == 0)
+			printf("%s: pci %s %04x:%04x (subsystem %04x:%04x) "
+			       "model %s\n", argv[0], id.bdf, id.vendor,
+			       id.device, id.subvendor, id.subdevice,
+			       id.model_uri);
+		if (err == -524)	/* kernel-internal ENOTSUPP */
+			return cli_err("%s: the kernel refused to open it "
+				       "(ENOTSUPP: vhost-vdpa needs an IOMMU "
+				       "domain for this parent)", argv[0]);
 		return cli_errno(err, "%s", argv[0]);
+	}
 	err = vdpa_dev_get_caps(dev, &caps);
 	if (err < 0) {
 		vdpa_dev_close(dev);
@@ -141,6 +195,7 @@ int cmd_dev_info(int argc, char **argv)
 		print_net_config(&j, dev, caps.features);
 	else if (caps.device_id == VIRTIO_ID_BLOCK)
 		print_blk_config(&j, dev);
+	print_identity(&j, dev);
 	if (cli.json) {
 		json_obj_open(&j, "migration");
 		json_bool(&j, "suspend", caps.suspend);

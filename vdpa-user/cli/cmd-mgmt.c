@@ -31,11 +31,20 @@ static void print_features(struct json *j, const char *key, uint64_t f,
 
 		if (!(f & (1ULL << b)))
 			continue;
-		if ((b >= 28 && b <= 41) || device_id == VIRTIO_ID_NET)
+		/* iproute2 knows transport bits 28, 29, 32-38 by name */
+		if (b >= 28 && b <= 41)
+			n = b == 28 || b == 29 || (b >= 32 && b <= 38) ?
+			    feature_name(device_id, b) : NULL;
+		else if (device_id == VIRTIO_ID_NET)
 			n = feature_name(device_id, b);
 		if (!n) {
+			/* unnamed bits: a number in JSON, bit_N in text */
 			snprintf(tmp, sizeof(tmp), "bit_%u", b);
-			n = tmp;
+			if (cli.json)
+				json_u64(j, NULL, b);
+			else
+				printf(" %s", tmp);
+			continue;
 		}
 		if (cli.json)
 			json_str(j, NULL, n);

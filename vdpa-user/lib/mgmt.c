@@ -523,3 +523,86 @@ int vdpa_mgmt_chardev(const char *sysfs_root, const char *name, char *buf,
 	closedir(d);
 	return err;
 }
+
+int vdpa_mgmt_parent_of(const char *sysfs_root, const char *chardev,
+			char *name, size_t name_len, char *parent,
+			size_t parent_len)
+{
+	const char *base = chardev ? strrchr(chardev, '/') : NULL;
+	char dir[512], p[1024], real[4096];
+	struct dirent *e;
+	int err = -ENOENT;
+	DIR *d;
+
+	if (!chardev)
+		return -EINVAL;
+	base = base ? base + 1 : chardev;
+	snprintf(dir, sizeof(dir), "%s/sys/bus/vdpa/devices",
+		 sysfs_root ? sysfs_root : "");
+	d = opendir(dir);
+	if (!d)
+		return -ENODEV;
+	while ((e = readdir(d))) {
+		char *slash;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s/%s", dir, e->d_name, base);
+		if (access(p, F_OK))
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		if (!realpath(p, real))
+			break;
+		slash = strrchr(real, '/');	/* .../PARENT/vdpaX */
+		if (!slash)
+			break;
+		*slash = 0;
+		snprintf(name, name_len, "%s", e->d_name);
+		snprintf(parent, parent_len, "%s", real);
+		err = 0;
+		break;
+	}
+	closedir(d);
+	return err;
+}
+
+static int mgmtdev_name_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct attrs t;
+	char *buf = data;
+	int err = parse(nlh, &t);
+
+	if (err < 0)
+		return err;
+	if (!t.tb[VDPA_ATTR_MGMTDEV_DEV_NAME])
+		return -EBADMSG;
+	snprintf(buf, 96, "%s%s%s",
+		 t.tb[VDPA_ATTR_MGMTDEV_BUS_NAME] ?
+		 mnl_attr_get_str(t.tb[VDPA_ATTR_MGMTDEV_BUS_NAME]) : "",
+		 t.tb[VDPA_ATTR_MGMTDEV_BUS_NAME] ? "/" : "",
+		 mnl_attr_get_str(t.tb[VDPA_ATTR_MGMTDEV_DEV_NAME]));
+	return 0;
+}
+
+int vdpa_mgmt_dev_mgmtdev(const char *name, char *buf, size_t len)
+{
+	char msg[NL_BUF], out[96] = "", err[128];
+	struct vdpa_mgmt *m;
+	struct nlmsghdr *nlh;
+	int r;
+
+	if (!name || !buf)
+		return -EINVAL;
+	r = vdpa_mgmt_open(&m, err, sizeof(err));
+	if (r < 0)
+		return r;
+	nlh = prepare(m, msg, m->family, VDPA_CMD_DEV_GET, 0);
+	mnl_attr_put_strz(nlh, VDPA_ATTR_DEV_NAME, name);
+	r = transact(m, nlh, mgmtdev_name_cb, out, err, sizeof(err));
+	vdpa_mgmt_close(m);
+	if (!r && !out[0])
+		r = -ENOENT;
+	if (!r)
+		snprintf(buf, len, "%s", out);
+	return r;
+}

@@ -16,6 +16,8 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_net.h>
+#include <vdpa-user/mgmt.h>
+#include <vdpa-user/pci.h>
 #include <vdpa-user/state.h>
 #include <vdpa-user/uapi-ext.h>
 
@@ -24,54 +26,37 @@
 
 #define STATE_IO_TIMEOUT_MS	10000
 
-/* pci://vvvv/dddd/ssss/ssss when the char device sits on a PCI parent. */
-static int sysfs_hex(const char *dir, const char *file, unsigned int *ret)
-{
-	char path[PATH_MAX], buf[32];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -EIO;
-	buf[n] = 0;
-	*ret = (unsigned int)strtoul(buf, NULL, 16);
-	return 0;
-}
-
+/*
+ * The device model: pci://vvvv/dddd/ssss/ssss for a PCI parent (libpci),
+ * vdpa://PARENT/CLASS for another kernel parent (vdpa://vdpasim_net/net),
+ * vdpa-sim://CLASS for the simulator.
+ */
 static void model_uri(struct vdpa_dev *dev, const char *cls, char *buf,
 		      size_t len)
 {
-	char link[PATH_MAX], real[PATH_MAX], *p;
-	unsigned int v, d, sv, sd;
-	const char *base;
+	char name[64], parent[PATH_MAX], *p;
+	struct vdpa_pci_identity id;
 
 	if (!vdpa_dev_is_kernel(dev)) {
 		snprintf(buf, len, "vdpa-sim://%s", cls);
 		return;
 	}
-	base = strrchr(dev->name, '/');
-	snprintf(link, sizeof(link), "/sys/class/vhost-vdpa/%s/device",
-		 base ? base + 1 : dev->name);
-	if (realpath(link, real)) {
-		/* .../0000:00:04.0/vdpa0 -> the PCI function above vdpa0 */
-		p = strrchr(real, '/');
-		if (p) {
-			*p = 0;
-			if (!sysfs_hex(real, "vendor", &v) &&
-			    !sysfs_hex(real, "device", &d) &&
-			    !sysfs_hex(real, "subsystem_vendor", &sv) &&
-			    !sysfs_hex(real, "subsystem_device", &sd)) {
-				snprintf(buf, len, "pci://%04x/%04x/%04x/%04x",
-					 v, d, sv, sd);
-				return;
-			}
-		}
+	if (vdpa_pci_identity(dev, &id) == 0) {
+		snprintf(buf, len, "%s", id.model_uri);
+		return;
+	}
+	if (vdpa_mgmt_parent_of(NULL, dev->name, name, sizeof(name), parent,
+				sizeof(parent)) == 0 &&
+	    (p = strrchr(parent, '/')) && p[1]) {
+		char mgmt[96];
+
+		/* a parent-less device (vdpa_sim): its management device */
+		if (!strcmp(p + 1, "devices") &&
+		    vdpa_mgmt_dev_mgmtdev(name, mgmt, sizeof(mgmt)) == 0)
+			snprintf(buf, len, "vdpa://%.64s/%s", mgmt, cls);
+		else
+			snprintf(buf, len, "vdpa://%.64s/%s", p + 1, cls);
+		return;
 	}
 	snprintf(buf, len, "vhost-vdpa://%s", cls);
 }
