@@ -69,6 +69,8 @@ struct vdpa_state {
 	bool has_device;
 	void *device;
 	size_t device_len;
+	/* private: a decoded buffer the state owns (device may point into it) */
+	void *backing;
 };
 
 VDPA_EXPORT struct vdpa_state *vdpa_state_new(void);

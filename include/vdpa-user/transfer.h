@@ -39,7 +39,8 @@ struct vdpa_transfer_opts {
  * and the library takes it over, also on failure (as a vhost-user back-end
  * receives it over the socket); fd < 0 asks the library for its own: *ret_fd then is a pipe end for the caller (read end
  * on SAVE, write end on LOAD), else -1, as the vhost-user reply's bit 8.
- * SAVE takes the blob to send (copied). Errors: -EINVAL, -EOPNOTSUPP,
+ * SAVE takes the blob to send; it is not copied and must stay valid until
+ * vdpa_transfer_check() returned or vdpa_transfer_free(). Errors: -EINVAL, -EOPNOTSUPP,
  * -ENOMEM, -EMFILE.
  */
 VDPA_EXPORT int vdpa_transfer_set_fd(uint32_t direction, uint32_t phase,

@@ -147,6 +147,9 @@ static int restore_class(struct vdpa_dev *dev, const struct vdpa_state *s,
 
 	if (!c->drv->net || !s->has_net)
 		return 0;
+	/* the device's own state already carried its control-queue state */
+	if (s->has_device)
+		return 0;
 	vdpa_net_set_dev(c->drv->net, dev);
 	memcpy(cls.mac, s->net.mac, 6);
 	cls.queue_pairs = s->net.queue_pairs;
@@ -158,12 +161,13 @@ static int restore_class(struct vdpa_dev *dev, const struct vdpa_state *s,
 
 
 /*
- * Bind the driver's kick/call eventfds to dev, or unbind them (fd -1). The
+ * Bind the driver's kick eventfds to dev, or unbind them (fd -1). The
  * suspended source must let go before the destination gets them: two
- * devices polling one kick eventfd steal each other's kicks.
+ * devices polling one kick eventfd steal each other's kicks. (Call
+ * eventfds can stay: a suspended device does not signal.)
  */
-static int bind_fds(struct vdpa_dev *dev, struct cli_dev *drv,
-		    const struct vdpa_state *s, bool bind)
+static int bind_kicks(struct vdpa_dev *dev, struct cli_dev *drv,
+		      const struct vdpa_state *s, bool bind)
 {
 	uint32_t i;
 	int r;
@@ -171,15 +175,10 @@ static int bind_fds(struct vdpa_dev *dev, struct cli_dev *drv,
 	for (i = 0; i < s->nqueues; i++) {
 		struct vdpa_vq *vq = driver_vq(drv, s->q[i].index);
 		struct vhost_vring_file k = { s->q[i].index, -1 };
-		struct vhost_vring_file c = { s->q[i].index, -1 };
 
-		if (bind && vq) {
+		if (bind && vq)
 			k.fd = vdpa_vq_kick_fd(vq);
-			c.fd = vdpa_vq_call_fd(vq);
-		}
 		r = vdpa_dev_call(dev, VHOST_SET_VRING_KICK, &k);
-		if (!r)
-			r = vdpa_dev_call(dev, VHOST_SET_VRING_CALL, &c);
 		if (r < 0 && bind)
 			return r;
 	}
@@ -228,7 +227,7 @@ int mig_load(struct cli_dev *dst, struct cli_dev *src_driver,
 int mig_rollback(struct cli_dev *src, struct vdpa_mem *mem,
 		 const struct vdpa_state *s, char *err, size_t errlen)
 {
-	int r = bind_fds(src->dev, src, s, true);
+	int r = bind_kicks(src->dev, src, s, true);
 
 	if (!r)
 		r = vdpa_dev_resume(src->dev);
@@ -415,7 +414,7 @@ int mig_once(struct cli_dev *src, struct cli_dev *dst, struct vdpa_mem *mem,
 	r = mig_save(src, src_desc, &saved, err, errlen);
 	if (r < 0)
 		goto err_rollback;
-	bind_fds(src->dev, src, saved, false);
+	bind_kicks(src->dev, src, saved, false);
 	r = vdpa_state_encode(saved, &blob, &len);
 	if (r < 0) {
 		snprintf(err, errlen, "encoding the state: %s", strerror(-r));

@@ -267,6 +267,17 @@ int vdpa_dev_get_device_id(struct vdpa_dev *dev, uint32_t *ret_id)
 	return 0;
 }
 
+int dev_caps(struct vdpa_dev *dev, const struct vdpa_caps **ret)
+{
+	int err = 0;
+
+	if (!dev->caps_valid)
+		err = vdpa_dev_get_caps(dev, &dev->caps);
+	if (!err)
+		*ret = &dev->caps;
+	return err;
+}
+
 int vdpa_dev_get_caps(struct vdpa_dev *dev, struct vdpa_caps *ret_caps)
 {
 	struct vdpa_caps c = { 0 };
@@ -275,6 +286,10 @@ int vdpa_dev_get_caps(struct vdpa_dev *dev, struct vdpa_caps *ret_caps)
 
 	if (!dev || !ret_caps)
 		return -EINVAL;
+	if (dev->caps_valid) {
+		*ret_caps = dev->caps;
+		return 0;
+	}
 	c.device_id = dev->device_id;
 	err = vdpa_dev_call(dev, VHOST_GET_FEATURES, &c.features);
 	if (err >= 0)
@@ -300,6 +315,8 @@ int vdpa_dev_get_caps(struct vdpa_dev *dev, struct vdpa_caps *ret_caps)
 	c.iotlb_batch = HAS(VHOST_BACKEND_F_IOTLB_BATCH);
 	c.enable_after_driver_ok = HAS(VHOST_BACKEND_F_ENABLE_AFTER_DRIVER_OK);
 #undef HAS
+	dev->caps = c;
+	dev->caps_valid = true;
 	*ret_caps = c;
 	return 0;
 }
@@ -307,14 +324,16 @@ int vdpa_dev_get_caps(struct vdpa_dev *dev, struct vdpa_caps *ret_caps)
 int vdpa_dev_set_backend_features(struct vdpa_dev *dev, uint64_t want,
 				  uint64_t *ret_acked)
 {
+	const struct vdpa_caps *caps = NULL;
 	uint64_t offered, acked;
 	int err;
 
 	if (!dev)
 		return -EINVAL;
-	err = vdpa_dev_call(dev, VHOST_GET_BACKEND_FEATURES, &offered);
+	err = dev_caps(dev, &caps);
 	if (err < 0)
 		return err;
+	offered = caps->backend_features;
 	if (!(offered & (1ULL << VHOST_BACKEND_F_IOTLB_MSG_V2))) {
 		vdpa_log(LOG_ERR, "%s: device lacks IOTLB_MSG_V2", dev->name);
 		return -ENOTSUP;
@@ -404,14 +423,16 @@ int vdpa_dev_reset(struct vdpa_dev *dev)
 
 int vdpa_dev_set_features(struct vdpa_dev *dev, uint64_t features)
 {
+	const struct vdpa_caps *caps = NULL;
 	uint64_t offered;
 	int err;
 
 	if (!dev)
 		return -EINVAL;
-	err = vdpa_dev_call(dev, VHOST_GET_FEATURES, &offered);
+	err = dev_caps(dev, &caps);
 	if (err < 0)
 		return err;
+	offered = caps->features;
 	if (features & ~offered) {
 		vdpa_log(LOG_ERR, "%s: features 0x%llx not offered (offered 0x%llx)",
 			 dev->name, (unsigned long long)(features & ~offered),

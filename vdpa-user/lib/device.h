@@ -60,7 +60,13 @@ struct vdpa_dev {
 	uint32_t device_id;	/* from HELLO (sim) or GET_DEVICE_ID */
 	struct vdpa_dev_shadow shadow;
 	const void *mapped[VDPA_MAX_MAPPED];	/* vdpa_mem regions mapped */
+	/* what the device offers never changes while it is open: asked once */
+	bool caps_valid;
+	struct vdpa_caps caps;
 };
+
+/* The cached capabilities (asked on first use). */
+int dev_caps(struct vdpa_dev *dev, const struct vdpa_caps **ret);
 
 const struct vdpa_dev_shadow *vdpa_dev_shadow(const struct vdpa_dev *dev);
 

@@ -183,7 +183,7 @@ static int iotlb_one(struct vdpa_dev *dev, struct vdpa_mem *mem, uint8_t type)
 
 int vdpa_mem_map(struct vdpa_dev *dev, struct vdpa_mem *mem)
 {
-	struct vhost_vdpa_iova_range range;
+	const struct vdpa_caps *caps = NULL;
 	struct vdpa_mem_arg add;
 	struct vsim_mem del;
 	int slot, err;
@@ -195,15 +195,16 @@ int vdpa_mem_map(struct vdpa_dev *dev, struct vdpa_mem *mem)
 	slot = mapped_slot(dev, NULL);
 	if (slot < 0)
 		return -ENOSPC;
-	err = vdpa_dev_call(dev, VHOST_VDPA_GET_IOVA_RANGE, &range);
+	err = dev_caps(dev, &caps);
 	if (err < 0)
 		return err;
-	if (mem->iova < range.first || mem->iova + mem->size - 1 > range.last) {
+	if (mem->iova < caps->iova_range.first ||
+	    mem->iova + mem->size - 1 > caps->iova_range.last) {
 		vdpa_log(LOG_ERR, "%s: iova 0x%llx+0x%zx outside the device's "
 			 "range 0x%llx-0x%llx", dev->name,
 			 (unsigned long long)mem->iova, mem->size,
-			 (unsigned long long)range.first,
-			 (unsigned long long)range.last);
+			 (unsigned long long)caps->iova_range.first,
+			 (unsigned long long)caps->iova_range.last);
 		return -ERANGE;
 	}
 	add.m.uaddr = (uint64_t)(uintptr_t)mem->base;

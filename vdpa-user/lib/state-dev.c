@@ -474,9 +474,14 @@ int vdpa_state_load_device(struct vdpa_dev *dev, const struct vdpa_state *s,
 	}
 	if (err < 0)
 		return err;
-	err = vdpa_dev_call(dev, VHOST_GET_BACKEND_FEATURES, &offered);
-	if (err < 0)
-		return err;
+	{
+		const struct vdpa_caps *caps = NULL;
+
+		err = dev_caps(dev, &caps);
+		if (err < 0)
+			return err;
+		offered = caps->backend_features;
+	}
 	if (s->backend_features & ~offered) {
 		say(errbuf, errlen, "backend features: source negotiated "
 		    "0x%" PRIx64 ", destination offers 0x%" PRIx64,

@@ -10,6 +10,7 @@
 #include <vdpa-user/state.h>
 
 #include "crc32c.h"
+#include "state-int.h"
 
 #define STATE_MAGIC	0x3154535341504456ull	/* "VDPASST1" */
 #define HDR_LEN		32u
@@ -113,7 +114,9 @@ void vdpa_state_free(struct vdpa_state *s)
 {
 	if (!s)
 		return;
-	free(s->device);
+	if (!s->backing)
+		free(s->device);
+	free(s->backing);
 	free(s);
 }
 
@@ -337,8 +340,29 @@ out:
 	return r;
 }
 
+static int decode(const void *buf, size_t len, size_t cap, bool own,
+		  struct vdpa_state **ret, char *errbuf, size_t errlen);
+
 int vdpa_state_decode(const void *buf, size_t len, size_t cap,
 		      struct vdpa_state **ret, char *errbuf, size_t errlen)
+{
+	return decode(buf, len, cap, false, ret, errbuf, errlen);
+}
+
+int state_decode_owned(void *buf, size_t len, size_t cap,
+		       struct vdpa_state **ret, char *errbuf, size_t errlen)
+{
+	int r = decode(buf, len, cap, true, ret, errbuf, errlen);
+
+	if (!r)
+		(*ret)->backing = buf;
+	return r;
+}
+
+/* own: the device section is left in buf (which the caller then hands to
+ * the state) instead of being copied: 64 MiB states are not copied twice */
+static int decode(const void *buf, size_t len, size_t cap, bool own,
+		  struct vdpa_state **ret, char *errbuf, size_t errlen)
 {
 	const uint8_t *p = buf;
 	struct vdpa_state *s = NULL;
@@ -458,7 +482,9 @@ int vdpa_state_decode(const void *buf, size_t len, size_t cap,
 		case SEC_DEVICE:
 			s->has_device = true;
 			s->device_len = sl;
-			if (sl) {
+			if (sl && own) {
+				s->device = (void *)d;
+			} else if (sl) {
 				s->device = malloc(sl);
 				if (!s->device)
 					FAIL(-ENOMEM, "out of memory");
@@ -482,6 +508,8 @@ int vdpa_state_decode(const void *buf, size_t len, size_t cap,
 	*ret = s;
 	return 0;
 out:
+	if (own && s)
+		s->device = NULL;	/* still the caller's buffer */
 	vdpa_state_free(s);
 	return r;
 }

@@ -15,6 +15,7 @@
 #include <vdpa-user/transfer.h>
 
 #include "log.h"
+#include "state-int.h"
 
 struct vdpa_transfer {
 	uint32_t direction;
@@ -25,7 +26,8 @@ struct vdpa_transfer {
 	pthread_cond_t done_cond;
 	bool done;
 	int result;		/* thread's result */
-	uint8_t *buf;		/* SAVE: blob; LOAD: bytes read */
+	const uint8_t *blob;	/* SAVE: the caller's blob (not copied) */
+	uint8_t *buf;		/* LOAD: bytes read */
 	size_t len, cap;
 	size_t moved;
 	int timeout_ms;
@@ -54,11 +56,9 @@ static void *writer(void *arg)
 	sigaddset(&set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	while (t->moved < t->len) {
-		ssize_t n = send(t->fd, t->buf + t->moved, t->len - t->moved,
-				 MSG_NOSIGNAL);
+		/* SIGPIPE is blocked in this thread: EPIPE instead */
+		ssize_t n = write(t->fd, t->blob + t->moved, t->len - t->moved);
 
-		if (n < 0 && errno == ENOTSOCK)
-			n = write(t->fd, t->buf + t->moved, t->len - t->moved);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -121,6 +121,34 @@ static void *reader(void *arg)
 	return NULL;
 }
 
+/*
+ * Small states usually fit in the channel (a pipe holds 64 KiB): write
+ * without blocking and skip the thread. True when everything was written.
+ */
+static bool save_now(struct vdpa_transfer *t)
+{
+	int fl = fcntl(t->fd, F_GETFL);
+	ssize_t n;
+
+	if (fl < 0 || fcntl(t->fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return false;
+	do {
+		n = send(t->fd, t->blob, t->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == ENOTSOCK)
+			n = write(t->fd, t->blob, t->len);
+	} while (n < 0 && errno == EINTR);
+	fcntl(t->fd, F_SETFL, fl);
+	if (n > 0)
+		t->moved = (size_t)n;
+	if (t->moved < t->len)
+		return false;	/* the writer thread does the rest */
+	close(t->fd);
+	t->fd = -1;
+	t->done = true;
+	t->joined = true;	/* no thread to join */
+	return true;
+}
+
 uint64_t vdpa_transfer_reply(int err, int returned_fd)
 {
 	uint64_t v = (uint64_t)(err < 0 ? -err : err) & 0xff;
@@ -161,12 +189,7 @@ int vdpa_transfer_set_fd(uint32_t direction, uint32_t phase, int fd,
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->done_cond, NULL);
 	if (direction == VDPA_TRANSFER_SAVE) {
-		t->buf = malloc(len ? len : 1);
-		if (!t->buf) {
-			err = -ENOMEM;
-			goto err_free;
-		}
-		memcpy(t->buf, blob, len);
+		t->blob = blob;
 		t->len = len;
 	}
 	if (fd >= 0) {
@@ -180,6 +203,12 @@ int vdpa_transfer_set_fd(uint32_t direction, uint32_t phase, int fd,
 		}
 		/* SAVE: we write pfd[1], they read pfd[0]; LOAD: reverse */
 		t->fd = direction == VDPA_TRANSFER_SAVE ? pfd[1] : pfd[0];
+	}
+	if (direction == VDPA_TRANSFER_SAVE && save_now(t)) {
+		/* all of it fit in the channel: no thread needed */
+		*ret_fd = fd_taken >= 0 ? -1 : pfd[0];
+		*ret_t = t;
+		return 0;
 	}
 	err = -pthread_create(&t->thread, NULL,
 			      direction == VDPA_TRANSFER_SAVE ? writer : reader,
@@ -265,8 +294,10 @@ int vdpa_transfer_check(struct vdpa_transfer *t)
 		return t->result;
 	}
 	if (t->direction == VDPA_TRANSFER_LOAD && !t->state) {
-		err = vdpa_state_decode(t->buf, t->len, t->cap, &t->state,
-					t->err, sizeof(t->err));
+		err = state_decode_owned(t->buf, t->len, t->cap, &t->state,
+					 t->err, sizeof(t->err));
+		if (!err)
+			t->buf = NULL;	/* the state owns it now */
 		if (!err && t->compat_with)
 			err = vdpa_state_compat(t->state, t->compat_with,
 						t->err, sizeof(t->err));
