@@ -480,7 +480,7 @@ static void test_control(void)
 	struct vsim_opts o;
 	struct vsim_thread *t;
 	int s;
-	uint64_t f, bf;
+	uint64_t f = 0, bf = 0;
 	uint8_t st, cfg[64];
 	struct vhost_vdpa_config *c = (void *)cfg;
 	uint32_t u32;
