@@ -105,6 +105,7 @@ struct vsim {
 	struct vsim_map *maps;
 	unsigned int nmaps, maps_cap, map_hint;
 	bool in_batch;
+	bool as_exists;	/* address space 0 made by the first UPDATE */
 	int config_call_fd;
 
 	/* device */

@@ -458,8 +458,10 @@ static int config_req(struct vsim *s, uint32_t req, const uint8_t *p,
 	build_config(s);
 	if (c.len == 0 || c.off > s->config_size)
 		return -EINVAL;
+	/* vhost_vdpa_config_validate() says E2BIG, but its caller folds
+	 * every failure into EINVAL: so does the simulator. */
 	if (c.len > s->config_size - c.off)
-		return -E2BIG;
+		return -EINVAL;
 	if (req == VHOST_VDPA_GET_CONFIG) {
 		memcpy(rep->buf, &c, sizeof(c));
 		memcpy(rep->buf + sizeof(c), s->config + c.off, c.len);
@@ -684,8 +686,20 @@ static int handle(struct vsim *s, const struct vsim_hdr *h, uint8_t *p,
 		if (!s->owner)
 			return -EPERM;
 		memcpy(&m, p, sizeof(m));
+		/* vhost_chr_write_iter() refuses these before any handler */
+		if ((m.iotlb.type == VHOST_IOTLB_UPDATE ||
+		     m.iotlb.type == VHOST_IOTLB_INVALIDATE) && !m.iotlb.size)
+			return -EINVAL;
 		r = vsim_iotlb_msg(s, &m);
-		return r < 0 ? r : (int)sizeof(m);
+		if (r < 0) {
+			/* Linux's vhost_chr_write_iter() reports every IOTLB
+			 * handler error as EFAULT; the log keeps the reason. */
+			vsim_log(s, LOG_NOTICE, "IOTLB message type %u iova 0x%llx size 0x%llx refused: %s",
+				 m.iotlb.type, (unsigned long long)m.iotlb.iova,
+				 (unsigned long long)m.iotlb.size, strerror(-r));
+			return -EFAULT;
+		}
+		return (int)sizeof(m);
 	}
 	case VSIM_REQ_ADD_MEM:
 	case VSIM_REQ_DEL_MEM: {

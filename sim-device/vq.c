@@ -115,6 +115,7 @@ void vsim_mem_clear(struct vsim *s)
 	s->nmaps = 0;
 	s->map_hint = 0;
 	s->in_batch = false;
+	s->as_exists = false;
 	invalidate_rings(s);
 }
 
@@ -227,6 +228,14 @@ static void iotlb_invalidate(struct vsim *s, uint64_t iova, uint64_t size)
 int vsim_iotlb_msg(struct vsim *s, const struct vhost_msg_v2 *msg)
 {
 	if (msg->type != VHOST_IOTLB_MSG_V2 || msg->asid != 0)
+		return -EINVAL;
+	/*
+	 * As vhost_vdpa_process_iotlb_msg(): the address space is allocated
+	 * by the first UPDATE; any other message before it finds none.
+	 */
+	if (msg->iotlb.type == VHOST_IOTLB_UPDATE)
+		s->as_exists = true;
+	else if (!s->as_exists)
 		return -EINVAL;
 	switch (msg->iotlb.type) {
 	case VHOST_IOTLB_UPDATE:

@@ -87,21 +87,6 @@ static const struct known_diff known_diffs[] = {
 	  "sim has one vq group; vdpasim_net puts the cvq in group 1" },
 	{ "set-vring-num-above-max", "ret=-EINVAL", false,
 	  "sim refuses a size above GET_VRING_NUM; Linux stores it unchecked" },
-	{ "get-config-at-end", "ret=-E2BIG", true,
-	  "Linux folds config_validate's E2BIG into EINVAL" },
-	{ "get-config-too-long", "ret=-E2BIG", true,
-	  "Linux folds config_validate's E2BIG into EINVAL" },
-	{ "set-config-at-end", "ret=-E2BIG", true,
-	  "Linux folds config_validate's E2BIG into EINVAL" },
-	{ "iotlb-invalidate-before-any-map", "ret=72", true,
-	  "Linux: no address space exists before the first UPDATE (EINVAL, "
-	  "reported as EFAULT)" },
-	{ "iotlb-update-wraps", "ret=-EINVAL", true,
-	  "Linux write() reports every IOTLB handler error as EFAULT" },
-	{ "iotlb-update-overlap", "ret=-EEXIST", true,
-	  "Linux write() reports every IOTLB handler error as EFAULT" },
-	{ "iotlb-bad-type", "ret=-EINVAL", true,
-	  "Linux write() reports every IOTLB handler error as EFAULT" },
 	{ NULL, NULL, false, NULL },
 };
 
