@@ -877,25 +877,38 @@ int vsim_listen(struct vsim *s, const char *path)
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EV(EV_LISTEN, 0) };
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	struct stat st;
+	mode_t old_mask;
 	int fd, r;
 
-	if (!s || !path || strlen(path) >= sizeof(a.sun_path))
+	/*
+	 * Bound under a temporary name, made 0600 by the umask before it
+	 * exists, listening, and only then renamed into place: whoever sees
+	 * PATH can connect at once, and no other uid ever could (peers of
+	 * another uid are refused via SO_PEERCRED as well).
+	 */
+	if (!s || !path ||
+	    snprintf(a.sun_path, sizeof(a.sun_path), "%s.%d", path,
+		     (int)getpid()) >= (int)sizeof(a.sun_path))
 		return -EINVAL;
 	if (s->listen_fd >= 0)
 		return -EBUSY;
-	strcpy(a.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-		unlink(path);
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+	unlink(a.sun_path);
+	old_mask = umask(0177);
+	r = bind(fd, (struct sockaddr *)&a, sizeof(a));
+	umask(old_mask);
+	if (r < 0) {
 		r = -errno;
 		goto err_close;
 	}
-	/* Peers of another uid are refused via SO_PEERCRED anyway. */
-	if (chmod(path, 0600) < 0 || listen(fd, 8) < 0) {
+	if (listen(fd, 8) < 0) {
 		r = -errno;
+		goto err_unlink;
+	}
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		r = -EEXIST;	/* never replace a file that is not a socket */
 		goto err_unlink;
 	}
 	s->sock_path = strdup(path);
@@ -907,6 +920,11 @@ int vsim_listen(struct vsim *s, const char *path)
 		r = -errno;
 		goto err_free;
 	}
+	if (rename(a.sun_path, path) < 0) {
+		r = -errno;
+		epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+		goto err_free;
+	}
 	s->listen_fd = fd;
 	return 0;
 
@@ -914,7 +932,7 @@ err_free:
 	free(s->sock_path);
 	s->sock_path = NULL;
 err_unlink:
-	unlink(path);
+	unlink(a.sun_path);
 err_close:
 	close(fd);
 	return r;

@@ -231,9 +231,11 @@ int vsim_iotlb_msg(struct vsim *s, const struct vhost_msg_v2 *msg)
 		return -EINVAL;
 	/*
 	 * As vhost_vdpa_process_iotlb_msg(): the address space is allocated
-	 * by the first UPDATE; any other message before it finds none.
+	 * by the first UPDATE or BATCH_BEGIN; any other message before it
+	 * finds none.
 	 */
-	if (msg->iotlb.type == VHOST_IOTLB_UPDATE)
+	if (msg->iotlb.type == VHOST_IOTLB_UPDATE ||
+	    msg->iotlb.type == VHOST_IOTLB_BATCH_BEGIN)
 		s->as_exists = true;
 	else if (!s->as_exists)
 		return -EINVAL;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,16 +62,6 @@ void tu_rmtree(const char *dir)
 		waitpid(pid, NULL, 0);
 }
 
-/* The sim binds and listens before it logs anything; once the socket
- * file exists, a connect can only race with listen() for a moment. */
-static bool sock_ready(const char *path)
-{
-	struct timespec ts = { 0, 2 * 1000 * 1000 };
-
-	nanosleep(&ts, NULL);
-	return true;
-}
-
 pid_t tu_spawn_sim(const char *socket_path, const char *const *args)
 {
 	char prog[PATH_MAX];
@@ -92,6 +83,8 @@ pid_t tu_spawn_sim(const char *socket_path, const char *const *args)
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
+		/* a test that dies must not leave simulators behind */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execv(prog, (char *const *)argv);
 		_exit(127);
 	}
@@ -99,7 +92,8 @@ pid_t tu_spawn_sim(const char *socket_path, const char *const *args)
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		int st;
 
-		if (access(socket_path, F_OK) == 0 && sock_ready(socket_path))
+		/* the sim renames its socket into place once it listens */
+		if (access(socket_path, F_OK) == 0)
 			return pid;
 		if (waitpid(pid, &st, WNOHANG) == pid)
 			return -ECHILD;
