@@ -459,12 +459,13 @@ int vsim_vq_pop(struct vsim *s, struct vsim_vq *vq, struct vsim_chain *c)
 						  __ATOMIC_ACQUIRE);
 		if (vq->avail_cache == vq->last_avail)
 			return 0;
-		if ((uint16_t)(vq->avail_cache - vq->last_avail) > vq->num) {
-			vsim_fail(s, "vq %u: avail idx %u jumped more than %u "
-				  "past %u", (unsigned int)(vq - s->vq),
-				  vq->avail_cache, vq->num, vq->last_avail);
-			return -EIO;
-		}
+	}
+	/* checked on every pop: vsim_vq_rearm() refreshes the cache too */
+	if ((uint16_t)(vq->avail_cache - vq->last_avail) > vq->num) {
+		vsim_fail(s, "vq %u: avail idx %u jumped more than %u past %u",
+			  (unsigned int)(vq - s->vq), vq->avail_cache, vq->num,
+			  vq->last_avail);
+		return -EIO;
 	}
 	head = __atomic_load_n(&vq->avail->ring[vq->last_avail & mask],
 			       __ATOMIC_RELAXED);
