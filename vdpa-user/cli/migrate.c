@@ -89,9 +89,12 @@ int mig_save(struct cli_dev *src, const struct vdpa_state *src_desc,
 	}
 	r = vdpa_state_save_device(src->dev, src_desc, &s);
 	if (r < 0) {
+		int rr = vdpa_dev_resume(src->dev);
+
 		snprintf(err, errlen, "saving %s: %s%s", vdpa_dev_name(src->dev),
-			 strerror(-r), vdpa_dev_resume(src->dev) == 0 ?
-			 " (resumed)" : " (left suspended: no RESUME)");
+			 strerror(-r), rr == 0 ? " (resumed)" :
+			 rr == -ENOTCONN ? " (the source device went away)" :
+			 " (left suspended: no RESUME)");
 		return r;
 	}
 	if (src->net) {

@@ -230,6 +230,8 @@ static int device_state_save(struct vdpa_dev *dev, void **ret_buf,
 		.phase = VHOST_TRANSFER_STATE_PHASE_STOPPED,
 	};
 	int pfd[2], rfd, err, err2;
+	void *buf = NULL;
+	size_t len = 0;
 
 	if (pipe2(pfd, O_CLOEXEC) < 0)
 		return -errno;
@@ -244,16 +246,18 @@ static int device_state_save(struct vdpa_dev *dev, void **ret_buf,
 	rfd = a.fd >= 0 ? a.fd : pfd[0];
 	if (a.fd >= 0)
 		close(pfd[0]);
-	err = read_to_eof(rfd, VDPA_STATE_DEFAULT_CAP, ret_buf, ret_len);
+	err = read_to_eof(rfd, VDPA_STATE_DEFAULT_CAP, &buf, &len);
 	close(rfd);
 	err2 = vdpa_dev_call(dev, VHOST_VDPA_CHECK_DEVICE_STATE, NULL);
 	if (err < 0 || err2 < 0) {
-		if (!err)
-			free(*ret_buf);
+		/* ret_* stay untouched: the caller frees nothing of ours */
+		free(buf);
 		vdpa_log(LOG_ERR, "%s: saving device state: %s", dev->name,
 			 strerror(-(err < 0 ? err : err2)));
 		return err < 0 ? err : err2;
 	}
+	*ret_buf = buf;
+	*ret_len = len;
 	return 0;
 }
 
@@ -529,8 +533,12 @@ int vdpa_state_load_device(struct vdpa_dev *dev, const struct vdpa_state *s,
 	if (s->has_device) {
 		err = device_state_load(dev, s->device, s->device_len);
 		if (err < 0) {
-			say(errbuf, errlen, "device refused its state: %s",
-			    strerror(-err));
+			if (err == -ENOTCONN || err == -EPIPE)
+				say(errbuf, errlen, "device went away while "
+				    "loading its state: %s", strerror(-err));
+			else
+				say(errbuf, errlen, "device refused its "
+				    "state: %s", strerror(-err));
 			goto err_reset;
 		}
 	}
