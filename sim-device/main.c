@@ -38,7 +38,8 @@ static void usage(FILE *f)
 	      "  [--iova-range FIRST:LAST] [--mac XX:XX:XX:XX:XX:XX] "
 	      "[--mtu N]\n"
 	      "  [--capacity-mb N] [--backing FILE] "
-	      "[--cache writeback|writethrough] [-v]\n", f);
+	      "[--cache writeback|writethrough]\n"
+	      "  [--crash-during state-save|state-load] [-v]\n", f);
 }
 
 int main(int argc, char **argv)

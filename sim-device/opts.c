@@ -73,7 +73,7 @@ static int parse_mac(const char *s, uint8_t mac[6])
 
 enum {
 	OPT_NO_SUSPEND = 256, OPT_NO_RESUME, OPT_NO_STATE, OPT_IOVA,
-	OPT_MTU, OPT_CAP, OPT_BACKING, OPT_CACHE, OPT_QP, OPT_VQ,
+	OPT_MTU, OPT_CAP, OPT_BACKING, OPT_CACHE, OPT_QP, OPT_VQ, OPT_CRASH,
 };
 
 int vsim_opts_parse(struct vsim_opts *o, int argc, char **argv,
@@ -93,6 +93,7 @@ int vsim_opts_parse(struct vsim_opts *o, int argc, char **argv,
 		{ "capacity-mb", required_argument, NULL, OPT_CAP },
 		{ "backing", required_argument, NULL, OPT_BACKING },
 		{ "cache", required_argument, NULL, OPT_CACHE },
+		{ "crash-during", required_argument, NULL, OPT_CRASH },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -185,6 +186,15 @@ int vsim_opts_parse(struct vsim_opts *o, int argc, char **argv,
 			else
 				return fail(o, "--cache: writeback or "
 					    "writethrough");
+			break;
+		case OPT_CRASH:
+			if (!strcmp(optarg, "state-save"))
+				o->crash_during = VSIM_CRASH_SAVE;
+			else if (!strcmp(optarg, "state-load"))
+				o->crash_during = VSIM_CRASH_LOAD;
+			else
+				return fail(o, "--crash-during: state-save or "
+					    "state-load");
 			break;
 		case 'v':
 			if (o->log_level < LOG_DEBUG)

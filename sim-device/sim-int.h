@@ -78,6 +78,7 @@ struct vsim_xfer {
 	int result;		/* 0 or -errno from the thread */
 	uint8_t *buf;
 	size_t len, cap;
+	bool crash;		/* --crash-during this direction */
 };
 
 /* Write-back cache: open addressing sector -> slot. */

@@ -42,6 +42,12 @@ struct vsim_opts {
 	uint64_t capacity;		/* blk: 512-byte sectors */
 	const char *backing;		/* blk: file shared by simulators, or NULL */
 	bool writeback;			/* blk: --cache writeback */
+	/*
+	 * Fault injection (--crash-during): the process _exit()s half-way
+	 * through a state save or load, as a device or its host dying
+	 * mid-migration would. For process-mode simulators only.
+	 */
+	enum { VSIM_CRASH_NONE, VSIM_CRASH_SAVE, VSIM_CRASH_LOAD } crash_during;
 	vsim_log_fn log;		/* NULL: no logging */
 	void *log_opaque;
 	int log_level;			/* messages above this level are dropped */

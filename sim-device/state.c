@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -303,6 +304,14 @@ static void *writer_main(void *arg)
 		size_t chunk = x->len - off < 4096 ? x->len - off : 4096;
 		ssize_t n;
 
+		if (x->crash && off) {
+			fprintf(stderr, "vdpa-sim: --crash-during state-save: "
+				"dying after %zu of %zu bytes\n", off, x->len);
+			_exit(70);
+		}
+		if (x->crash && chunk > x->len / 2)
+			chunk = x->len / 2 ? x->len / 2 : 1;
+
 		r = wait_fd(x, POLLOUT);
 		if (r < 0)
 			break;
@@ -366,6 +375,11 @@ static void *reader_main(void *arg)
 			break;
 		}
 		x->len += (size_t)n;
+		if (x->crash) {
+			fprintf(stderr, "vdpa-sim: --crash-during state-load: "
+				"dying after %zu bytes\n", x->len);
+			_exit(70);
+		}
 	}
 	xfer_finish(x, r);
 	return NULL;
@@ -399,6 +413,10 @@ int vsim_state_set_fd(struct vsim *s, struct vhost_vdpa_device_state_fd *a,
 			return r;
 	}
 	x->dir = a->direction;
+	x->crash = (a->direction == VHOST_TRANSFER_STATE_DIRECTION_SAVE &&
+		    s->o.crash_during == VSIM_CRASH_SAVE) ||
+		   (a->direction == VHOST_TRANSFER_STATE_DIRECTION_LOAD &&
+		    s->o.crash_during == VSIM_CRASH_LOAD);
 	x->fd = *fd;
 	x->done = false;
 	x->result = 0;

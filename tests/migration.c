@@ -377,6 +377,56 @@ static void destination_failure(bool die, const char *const *sim_args,
 	free(blob);
 }
 
+/*
+ * Real simulator processes dying half-way through the state transfer
+ * (vdpa-sim --crash-during): the CLI must not crash or hang, must say what
+ * happened in one line, and the surviving side must keep working.
+ */
+static void sim_crashes(void)
+{
+	const char *dies_loading[] = { "--type", "net", "--crash-during",
+				       "state-load", NULL };
+	const char *dies_saving[] = { "--type", "net", "--crash-during",
+				      "state-save", NULL };
+	const char *plain[] = { "--type", "net", NULL };
+	struct sim a, b;
+	int rc;
+
+	sim_start(&a, "ka", plain);
+	sim_start(&b, "kb", dies_loading);
+	rc = CLI("-j", "migrate", a.name, b.name, "--traffic", "--count",
+		 "60000");
+	tap_ok(rc != 0 && has(out, "\"result\":\"failed\"") &&
+	       has(out, "went away") && has(out, "\"source_resumed\":true") &&
+	       has(out, "\"lost\":0,") && has(out, "\"duplicated\":0,") &&
+	       has(out, "\"completed\":60000"),
+	       "destination simulator killed mid-load: source resumed, all of "
+	       "its traffic completed exactly once");
+	if (!has(out, "\"completed\":60000"))
+		tap_diag("rc %d out %s err %s", rc, out, err);
+	rc = CLI("traffic", a.name, "--count", "1000");
+	tap_is(rc, 0, "destination killed mid-load: source still works");
+	sim_stop(&a);
+	sim_stop(&b);
+
+	sim_start(&a, "kc", dies_saving);
+	sim_start(&b, "kd", plain);
+	rc = CLI("-j", "migrate", a.name, b.name, "--traffic", "--count",
+		 "60000");
+	tap_ok(rc != 0 && rc < 128 && has(out, "\"result\":\"failed\"") &&
+	       has(out, "saving ") && has(out, "went away") &&
+	       has(out, "\"duplicated\":0,"),
+	       "source simulator killed mid-save: the CLI fails cleanly and "
+	       "says so");
+	if (rc == 0 || rc >= 128)
+		tap_diag("rc %d out %s err %s", rc, out, err);
+	rc = CLI("traffic", b.name, "--count", "1000");
+	tap_is(rc, 0, "source killed mid-save: the destination was left "
+	       "usable");
+	sim_stop(&a);
+	sim_stop(&b);
+}
+
 static void bad_files(void)
 {
 	const char *args[] = { "--type", "net", NULL };
@@ -538,6 +588,7 @@ int main(void)
 	destination_failure(true, plain, "destination dies mid-load");
 	destination_failure(false, nores, "destination refuses, source has "
 			    "no RESUME (reset + reload)");
+	sim_crashes();
 	bad_files();
 	kernel_devices();
 	tu_rmtree(dir);
