@@ -214,6 +214,25 @@ for name in $RIG_TESTS; do
 		echo "@@VDPA-RIG DIFFERENTIAL END"
 	fi
 done
+# Benchmark, not a test: the same CLI driver, packet size and count through
+# Linux vdpa_sim and through vdpa-sim, both inside this guest.
+rate_of() { sed -n 's/.*"rate":\([0-9.]*\).*/\1/p'; }
+if [ -n "$NET" ] && [ -x $B/vdpa-sim ]; then
+	kr=$($B/vdpa-user -j traffic "$NET" --count 100000 --size 64 2>/dev/null | rate_of)
+	$B/vdpa-sim --type net --socket /tmp/bench.sock 2>/dev/null &
+	sp=$!
+	i=0
+	while [ ! -S /tmp/bench.sock ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+	sr=$($B/vdpa-user -j traffic sim:/tmp/bench.sock --count 100000 --size 64 2>/dev/null | rate_of)
+	kill $sp 2>/dev/null; wait $sp 2>/dev/null
+	if [ -n "$kr" ] && [ -n "$sr" ]; then
+		echo "# bench: net loopback, 64-byte packets, 100000 each, same driver (vdpa-user traffic) in this TCG guest:" \
+			"Linux vdpa_sim $(printf %.0f "$kr") pkt/s, vdpa-sim $(printf %.0f "$sr") pkt/s," \
+			"ratio vdpa_sim/vdpa-sim $(awk "BEGIN { printf \"%.2f\", $kr / $sr }")"
+	else
+		echo "# bench: net loopback comparison did not run (kernel '${kr}', sim '${sr}')"
+	fi
+fi
 echo "1..$n"
 dmesg | grep -i -E 'vdpa|vhost|BUG|WARNING' | tail -n 20 | sed 's/^/# dmesg: /'
 [ $fail -eq 0 ] && finish 0
