@@ -477,6 +477,17 @@ static void bad_files(void)
 		if (cases[i].kind == 4) {
 			data[size - 100] ^= 0x10;
 			data[0] ^= 0xff;
+	snprintf(uri, sizeof(uri), "file:%s", good);
+	rc = CLI("--max-state", "64", "migrate-in", b.name, "--from", uri);
+	tap_ok(rc != 0 && has(err, "larger than the 64-byte cap") &&
+	       strchr(err, '\n') == strrchr(err, '\n'),
+	       "migrate-in --max-state 64: refused before allocating, one line");
+	tap_diag("  %s", err);
+	rc = CLI("--max-state", "64", "state", "show", good);
+	tap_ok(rc != 0 && has(err, "64-byte cap"),
+	       "state show --max-state 64: refused, names the cap");
+	rc = CLI("traffic", b.name, "--count", "1000");
+	tap_is(rc, 0, "destination usable after the refused oversize state");
 		}
 		f = fopen(bad, "wb");
 		fwrite(data, 1, n, f);

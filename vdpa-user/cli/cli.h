@@ -12,6 +12,7 @@ struct cli_opts {
 	bool json;		/* -j */
 	bool pretty;		/* -p */
 	int verbose;		/* -v, repeatable: library log level */
+	uint64_t max_state;	/* --max-state: largest state accepted */
 };
 extern struct cli_opts cli;
 

@@ -388,6 +388,12 @@ static int receive(int fd, struct incoming *in, char *err, size_t el)
 		size_t len;
 		int r = stream_get(fd, PEER_TIMEOUT_MS, &type, &buf, &len);
 
+		if (r == -EFBIG) {
+			snprintf(err, el, "stream: device state larger than "
+				 "the %llu-byte cap (--max-state)",
+				 (unsigned long long)cli.max_state);
+			return r;
+		}
 		if (r < 0) {
 			snprintf(err, el, "stream: %s", r == -EPIPE ?
 				 "ended early (truncated)" : strerror(-r));
@@ -444,7 +450,8 @@ static int receive(int fd, struct incoming *in, char *err, size_t el)
 static int load_blob(const void *blob, size_t len, const struct vdpa_state *desc,
 		     struct vdpa_state **ret, char *err, size_t el)
 {
-	struct vdpa_transfer_opts o = { .compat_with = desc };
+	struct vdpa_transfer_opts o = { .compat_with = desc,
+					.cap = cli.max_state };
 	struct vdpa_transfer *t;
 	int wfd, r;
 

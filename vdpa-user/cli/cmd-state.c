@@ -51,21 +51,28 @@ int cli_read_state_file(const char *path, struct vdpa_state **ret)
 			return cli_err("%s: migration stream without a device "
 				       "state", path);
 		}
-	} else if ((uint64_t)st.st_size > VDPA_STATE_DEFAULT_CAP) {
+	} else if ((uint64_t)st.st_size > cli.max_state) {
 		close(fd);
-		return cli_err("%s: %lld bytes exceeds the %u byte cap", path,
-			       (long long)st.st_size, VDPA_STATE_DEFAULT_CAP);
+		return cli_err("%s: %lld bytes, larger than the %llu-byte cap "
+			       "(--max-state)", path, (long long)st.st_size,
+			       (unsigned long long)cli.max_state);
 	} else {
 		len = (size_t)st.st_size;
 		buf = malloc(len ? len : 1);
 		r = buf ? io_read_full(fd, buf, len, 1000) : -ENOMEM;
 	}
 	close(fd);
+	if (r == -EFBIG) {
+		free(buf);
+		return cli_err("%s: device state larger than the %llu-byte cap "
+			       "(--max-state)", path,
+			       (unsigned long long)cli.max_state);
+	}
 	if (r < 0) {
 		free(buf);
 		return cli_errno(r, "%s: reading", path);
 	}
-	r = vdpa_state_decode(buf, len, 0, ret, err, sizeof(err));
+	r = vdpa_state_decode(buf, len, cli.max_state, ret, err, sizeof(err));
 	free(buf);
 	if (r < 0)
 		return cli_err("%s: %s", path, err);

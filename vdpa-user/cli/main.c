@@ -13,8 +13,10 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <vdpa-user/state.h>
 #include <vdpa-user/vdpa-user.h>
 
+#include "stream.h"
 #include "cli.h"
 
 #define VDPA_USER_VERSION "0.1.0"
@@ -123,7 +125,9 @@ static void usage(FILE *f)
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(f, "  vdpa-user %s\n", cmds[i].usage);
 	fprintf(f, "Options: -j JSON output, -p pretty JSON, -v more log "
-		   "(repeat), -V version, -h help\n");
+		   "(repeat), -V version, -h help,\n"
+		   "  --max-state BYTES  largest device state accepted "
+		   "(default %u)\n", VDPA_STATE_DEFAULT_CAP);
 }
 
 int main(int argc, char **argv)
@@ -146,6 +150,13 @@ int main(int argc, char **argv)
 		} else if (!strncmp(a, "-v", 2) && strspn(a + 1, "v") ==
 			   strlen(a + 1)) {
 			cli.verbose += (int)strlen(a + 1);
+		} else if (!strcmp(a, "--max-state")) {
+			if (argi + 1 >= argc ||
+			    cli_parse_u64(argv[++argi], SIZE_MAX,
+					  &cli.max_state) < 0 || !cli.max_state)
+				return cli_err("--max-state needs a size in "
+					       "bytes (default %u)",
+					       VDPA_STATE_DEFAULT_CAP);
 		} else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
 			printf("vdpa-user " VDPA_USER_VERSION "\n");
 			return 0;
@@ -156,6 +167,9 @@ int main(int argc, char **argv)
 			return cli_err("unknown option '%s' (try -h)", a);
 		}
 	}
+	if (!cli.max_state)
+		cli.max_state = VDPA_STATE_DEFAULT_CAP;
+	stream_set_state_cap(cli.max_state);
 	vdpa_set_log(log_to_stderr, NULL,
 		     cli.verbose >= 2 ? LOG_DEBUG :
 		     cli.verbose == 1 ? LOG_INFO : LOG_WARNING);

@@ -261,7 +261,7 @@ static int slurp(int fd, void **ret_buf, size_t *ret_len)
 		if (len == cap) {
 			uint8_t *nb;
 
-			if (cap >= VDPA_STATE_DEFAULT_CAP) {
+			if (cap >= cli.max_state) {
 				r = -EFBIG;
 				goto err_free;
 			}
@@ -316,7 +316,8 @@ int mig_transfer(const void *blob, size_t len, enum mig_via via,
 		 const struct vdpa_state *dst_desc, struct vdpa_state **ret,
 		 size_t *ret_bytes, char *err, size_t errlen)
 {
-	struct vdpa_transfer_opts o = { .compat_with = dst_desc };
+	struct vdpa_transfer_opts o = { .compat_with = dst_desc,
+					.cap = cli.max_state };
 	struct vdpa_transfer *t = NULL;
 	char path[] = "/tmp/vdpa-user-state.XXXXXX";
 	void *got = NULL;

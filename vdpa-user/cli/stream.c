@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <vdpa-user/state.h>
+
 #include "stream.h"
 
 struct rec_hdr {
@@ -280,6 +282,13 @@ int stream_put(int fd, uint32_t type, const void *buf, size_t len)
 	return io_write_full(fd, buf, len);
 }
 
+static uint64_t state_cap = VDPA_STATE_DEFAULT_CAP;
+
+void stream_set_state_cap(uint64_t cap)
+{
+	state_cap = cap;
+}
+
 int stream_get(int fd, int timeout_ms, uint32_t *ret_type, void **ret_buf,
 	       size_t *ret_len)
 {
@@ -291,6 +300,8 @@ int stream_get(int fd, int timeout_ms, uint32_t *ret_type, void **ret_buf,
 		return err;
 	if (h.reserved || h.len > STREAM_RECORD_MAX)
 		return -EBADMSG;
+	if (h.type == REC_DEVICE_STATE && h.len > state_cap)
+		return -EFBIG;
 	if (h.len) {
 		buf = malloc(h.len);
 		if (!buf)

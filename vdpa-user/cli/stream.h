@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The front-end's migration stream between migrate-out and migrate-in
- * (docs/migration-stream.md): typed, length-prefixed records over a unix
+ * (docs/migration.md, "The migration stream"): typed, length-prefixed records over a unix
  * socket, a TCP connection or a file.
  */
 #ifndef VDPA_CLI_STREAM_H
@@ -35,7 +35,16 @@ int stream_is_file(const char *uri);
 int stream_put_header(int fd);
 int stream_get_header(int fd, int timeout_ms);
 int stream_put(int fd, uint32_t type, const void *buf, size_t len);
-/* Reads one record; *ret_buf is malloc'd (NULL when len 0). */
+/*
+ * Largest REC_DEVICE_STATE accepted by stream_get(), checked against the
+ * record header before anything is allocated (default
+ * VDPA_STATE_DEFAULT_CAP; the CLI's --max-state).
+ */
+void stream_set_state_cap(uint64_t cap);
+/*
+ * Reads one record; *ret_buf is malloc'd (NULL when len 0). -EFBIG for a
+ * device state above the cap, -EBADMSG for a malformed header.
+ */
 int stream_get(int fd, int timeout_ms, uint32_t *ret_type, void **ret_buf,
 	       size_t *ret_len);
 
