@@ -22,6 +22,14 @@ override BUILD := $(BUILD)-san
 SANFLAGS    := -fsanitize=address,undefined -fno-omit-frame-pointer \
 	       -fno-sanitize-recover=undefined
 endif
+# libFuzzer builds (make fuzz): clang, instrumented library, fuzz/*.c
+ifeq ($(SANITIZE),fuzz)
+override BUILD := $(BUILD)-fuzz
+SANFLAGS    := -fsanitize=fuzzer-no-link,address,undefined \
+	       -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+FUZZ_SECONDS ?= 10
+CHECK_FUZZ_SECONDS ?= 5
 
 WARN    := -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes \
 	   -Wno-unused-parameter -Wshadow -Wformat=2 -Wvla
@@ -49,6 +57,7 @@ SIM_SRC    := $(filter-out sim-device/main.c,$(wildcard sim-device/*.c))
 TEST_SRC   := $(wildcard tests/*.c)
 TUTIL_SRC  := $(wildcard tests/util/*.c)
 BENCH_SRC  := $(wildcard bench/*.c)
+FUZZ_SRC   := $(wildcard fuzz/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 COMMON_OBJ := $(call obj,$(COMMON_SRC))
@@ -66,10 +75,11 @@ CLI      := $(BUILD)/vdpa-user
 SIM      := $(BUILD)/vdpa-sim
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+FUZZERS  := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 DEPS_OK  := $(BUILD)/.deps-ok
 
 .PHONY: all check bench demo install uninstall clean help deps check-kernel \
-	valgrind fuzz
+	valgrind fuzz fuzz-run
 all: $(DEPS_OK) $(LIB_SO) $(LIB_A) $(CLI) $(SIM) $(TESTS) $(BENCHES) \
 	$(BUILD)/vdpa-user.pc
 
@@ -80,6 +90,7 @@ help:
 	@echo '  check          run all tests (TAP); SANITIZE=1 for ASan+UBSan'
 	@echo '  valgrind       integration tests under valgrind (leak check)'
 	@echo '  bench          benchmarks; figures printed, nothing asserted'
+	@echo '  fuzz           libFuzzer targets (clang), FUZZ_SECONDS=$(FUZZ_SECONDS) each'
 	@echo '  check-kernel   the suite against Linux vhost-vdpa + vdpa_sim in a guest'
 	@echo '  install        PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)'
 	@echo '  deps           install missing Debian build dependencies (root)'
@@ -102,6 +113,7 @@ $(CLI_OBJ): CPPFLAGS += -Ivdpa-user/lib -Ivdpa-user/cli -Isim-device
 $(SIM_OBJ) $(BUILD)/obj/sim-device/main.o: CPPFLAGS += -Isim-device
 $(TUTIL_OBJ) $(call obj,$(TEST_SRC) $(BENCH_SRC)): CPPFLAGS += -Isim-device \
 	-Ivdpa-user/lib -Itests -Itests/util
+$(call obj,$(FUZZ_SRC)): CPPFLAGS += -Ivdpa-user/lib
 
 $(LIB_SO): $(LIB_OBJ) $(COMMON_OBJ) vdpa-user/libvdpa-user.map
 	$(call msg,LD,$@)
@@ -141,13 +153,25 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB_A) $(SIM_A) $(TUTIL_A)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(TUTIL_A) $(LIB_A) $(SIM_A) $(LIBS)
 
+$(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(LIB_A)
+	$(call msg,LD,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB_A) $(LIBS)
+
 $(BUILD)/vdpa-user.pc: vdpa-user/vdpa-user.pc.in $(DEPS_OK)
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 		vdpa-user/vdpa-user.pc.in > $@
 
+# The parser fuzzers run a few seconds first (plain builds, when clang is
+# there); the test runner's summary stays the last line.
 check: all
-	$(Q)BUILD=$(BUILD) scripts/run-tests.sh $(TESTS)
+ifneq ($(SANITIZE),1)
+	$(Q)if command -v clang >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS); \
+	else echo "# fuzz: skipped (clang not installed; scripts/install-deps.sh fuzz)"; fi
+endif
+	$(Q)BUILD=$(BUILD) scripts/run-tests.sh $(TESTS) tests/linkage.sh
 
 # Thread-mode tests (library and simulator in one process) and the CLI's
 # demo (every migration path) under valgrind's leak checker.
@@ -157,6 +181,23 @@ valgrind: all
 	$(Q)BUILD=$(BUILD) VALGRIND=1 scripts/run-tests.sh $(VALGRIND_TESTS)
 	$(Q)valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
 		--error-exitcode=99 $(CLI) demo >/dev/null
+
+# Each fuzz/NAME.c runs FUZZ_SECONDS from the seeds in fuzz/corpus/NAME
+# (new inputs go to a scratch corpus, not into the tree).
+fuzz:
+	$(Q)scripts/install-deps.sh fuzz
+	$(Q)$(MAKE) --no-print-directory SANITIZE=fuzz CC=clang BUILD=$(BUILD) fuzz-run
+
+fuzz-run: $(DEPS_OK) $(FUZZERS)
+	$(Q)for f in $(FUZZERS); do \
+		n=$$(basename $$f); work=$(BUILD)/fuzz/$$n.corpus; \
+		mkdir -p $$work; \
+		echo "# fuzz $$n: $(FUZZ_SECONDS) s"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			$$work fuzz/corpus/$$n 2>$(BUILD)/fuzz/$$n.log || \
+			{ tail -n 40 $(BUILD)/fuzz/$$n.log; exit 1; }; \
+		grep -E 'stat::number_of_executed_runs|Done' $(BUILD)/fuzz/$$n.log; \
+	done
 
 bench: all
 	$(Q)BUILD=$(BUILD) scripts/bench.sh
@@ -186,6 +227,6 @@ uninstall:
 	rm -f $(DESTDIR)$(MANDIR)/man1/vdpa-user.1 $(DESTDIR)$(MANDIR)/man1/vdpa-sim.1
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-san
+	rm -rf $(BUILD) $(BUILD)-san $(BUILD)-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
