@@ -199,6 +199,11 @@ int main(int argc, char **argv)
 			argi++;
 		return c->fn(argc - argi, argv + argi);
 	}
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (!strcmp(cmds[i].object, object))
+			break;
+	if (i == sizeof(cmds) / sizeof(cmds[0]))
+		return cli_err("unknown command '%s' (try -h)", object);
 	if (verb)
 		return cli_err("unknown command '%s %s' (try -h)", object, verb);
 	return cli_err("'%s' needs a verb (try -h)", object);
