@@ -303,9 +303,12 @@ static int decode_queues(struct vdpa_state *s, const uint8_t *p, uint32_t len,
 	if (len < 8)
 		FAIL(-EBADMSG, "queues section too short");
 	n = get32(p);
-	if (n > VDPA_STATE_MAX_QUEUES || (uint64_t)n * QUEUE_REC != len - 8)
+	if ((uint64_t)n * QUEUE_REC != len - 8)
 		FAIL(-EBADMSG, "queues section: %u queues do not fit its "
 		     "length %u", n, len);
+	if (n > VDPA_STATE_MAX_QUEUES)
+		FAIL(-EINVAL, "queues section: %u queues, more than %u", n,
+		     VDPA_STATE_MAX_QUEUES);
 	s->nqueues = n;
 	for (i = 0; i < n; i++) {
 		const uint8_t *q = p + 8 + (size_t)i * QUEUE_REC;
@@ -452,6 +455,8 @@ static int decode(const void *buf, size_t len, size_t cap, bool own,
 				goto out;
 			break;
 		case SEC_FEATURES:
+			if (!(done & (1u << (SEC_CONFIG & 0xff))))
+				FAIL(-EBADMSG, "features section before config");
 			if (sl != FEATURES_LEN)
 				FAIL(-EBADMSG, "features section length %u", sl);
 			s->has_features = true;

@@ -62,7 +62,12 @@ static void *writer(void *arg)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			err = -errno;
+			/*
+			 * The reader went away: a socket peer that closed with
+			 * unread data gives ECONNRESET instead, depending on
+			 * timing. Either way it is EPIPE to the caller.
+			 */
+			err = errno == ECONNRESET ? -EPIPE : -errno;
 			break;
 		}
 		__atomic_add_fetch(&t->moved, (size_t)n, __ATOMIC_RELAXED);
@@ -122,6 +127,34 @@ static void *reader(void *arg)
 }
 
 /*
+ * write() from the caller's thread with SIGPIPE blocked: EPIPE instead of
+ * the caller's death when the reader is gone. A SIGPIPE this raised is
+ * consumed; one that was already pending is left alone.
+ */
+static ssize_t write_nosigpipe(int fd, const void *buf, size_t len)
+{
+	static const struct timespec zero;
+	sigset_t set, old, pending;
+	bool was_pending;
+	ssize_t n;
+	int e;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	sigpending(&pending);
+	was_pending = sigismember(&pending, SIGPIPE);
+	n = write(fd, buf, len);
+	e = errno;
+	if (n < 0 && e == EPIPE && !was_pending)
+		while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
+			;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	errno = e;
+	return n;
+}
+
+/*
  * Small states usually fit in the channel (a pipe holds 64 KiB): write
  * without blocking and skip the thread. True when everything was written.
  */
@@ -135,7 +168,7 @@ static bool save_now(struct vdpa_transfer *t)
 	do {
 		n = send(t->fd, t->blob, t->len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && errno == ENOTSOCK)
-			n = write(t->fd, t->blob, t->len);
+			n = write_nosigpipe(t->fd, t->blob, t->len);
 	} while (n < 0 && errno == EINTR);
 	fcntl(t->fd, F_SETFL, fl);
 	if (n > 0)
