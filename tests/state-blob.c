@@ -514,6 +514,11 @@ static void test_description_only(const struct vdpa_state *desc)
 	tap_is(vdpa_state_encode(e, &blob, &len), -EINVAL,
 	       "encode refuses an unterminated model URI");
 	free(blob);
+	e->model[0] = '\0';
+	blob = NULL;
+	tap_is(vdpa_state_encode(e, &blob, &len), -EINVAL,
+	       "encode refuses an empty model URI (the decoder would)");
+	free(blob);
 	free(e);
 }
 

@@ -922,6 +922,70 @@ static void test_8m_no_deadlock(void)
 	blob_free(&b);
 }
 
+/*
+ * A LOAD over the cap while the caller writes from the same thread: the
+ * library closes its end when it gives up, so the write ends in EPIPE
+ * instead of blocking on a full pipe forever (alarm: a hang fails).
+ */
+static void test_cap_same_thread(void)
+{
+	struct vdpa_transfer_opts o = { .cap = 1u << 20 };
+	struct vdpa_transfer *t = NULL;
+	sigset_t set, old;
+	struct blob b;
+	int wfd = -1, r, w;
+
+	blob_make(&b, 4u << 20, 11);
+	r = vdpa_transfer_set_fd(LOAD, STOPPED, -1, NULL, 0, &o, &t, &wfd);
+	if (!tap_ok(r == 0 && wfd >= 0, "cap, same thread: set_fd")) {
+		blob_free(&b);
+		return;
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	alarm(20);
+	w = write_all(wfd, b.p, b.len);
+	alarm(0);
+	close(wfd);
+	{
+		struct timespec zero = { 0, 0 };
+
+		sigtimedwait(&set, NULL, &zero);	/* the EPIPE's signal */
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	tap_is(w, -EPIPE, "cap, same thread: the writer gets EPIPE, no hang");
+	tap_is(vdpa_transfer_check(t), -EFBIG, "cap, same thread: CHECK EFBIG");
+	vdpa_transfer_free(t);
+	blob_free(&b);
+}
+
+/* CHECK after the state was taken still reports the transfer's result. */
+static void test_check_twice(void)
+{
+	struct vdpa_transfer *t = NULL;
+	struct vdpa_state *s;
+	struct blob b;
+	int wfd = -1, r;
+
+	blob_make(&b, 1000, 12);
+	r = vdpa_transfer_set_fd(LOAD, STOPPED, -1, NULL, 0, NULL, &t, &wfd);
+	if (!tap_ok(r == 0, "check twice: set_fd")) {
+		blob_free(&b);
+		return;
+	}
+	write_all(wfd, b.p, b.len);
+	close(wfd);
+	tap_is(vdpa_transfer_check(t), 0, "check twice: first CHECK");
+	s = vdpa_transfer_take_state(t);
+	tap_ok(s != NULL, "check twice: state taken");
+	tap_is(vdpa_transfer_check(t), 0, "check twice: CHECK again is still 0");
+	tap_ok(vdpa_transfer_take_state(t) == NULL, "check twice: taken once");
+	vdpa_state_free(s);
+	vdpa_transfer_free(t);
+	blob_free(&b);
+}
+
 #define CASE(fn, ...) do {						\
 		int fds_ = tap_count_fds();				\
 		fn(__VA_ARGS__);					\
@@ -952,6 +1016,8 @@ int main(void)
 	CASE(test_load_failures);
 	CASE(test_16m);
 	CASE(test_8m_no_deadlock);
+	CASE(test_cap_same_thread);
+	CASE(test_check_twice);
 	tu_rmtree(tmpdir);
 	tap_is(tap_count_fds(), fds0, "no fd leaked overall");
 	return tap_done();

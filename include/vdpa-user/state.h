@@ -76,7 +76,10 @@ struct vdpa_state {
 VDPA_EXPORT struct vdpa_state *vdpa_state_new(void);
 VDPA_EXPORT void vdpa_state_free(struct vdpa_state *s);
 
-/* Blob of s (malloc'd). -ENOMEM, -EINVAL. */
+/*
+ * Blob of s (malloc'd). -ENOMEM; -EINVAL for more than
+ * VDPA_STATE_MAX_QUEUES queues or an empty or unterminated model.
+ */
 VDPA_EXPORT int vdpa_state_encode(const struct vdpa_state *s, void **ret_buf,
 				  size_t *ret_len);
 /*
@@ -108,8 +111,10 @@ VDPA_EXPORT int vdpa_state_describe(struct vdpa_dev *dev,
  * the driver set up (GET_VRING_BASE; ring addresses from the library's
  * shadow), and the device's own state when VHOST_BACKEND_F_DEVICE_STATE was
  * negotiated. The device is left suspended and is not reset. Errors:
- * -EOPNOTSUPP SUSPEND not negotiated; -EBADE the device failed its state
- * check; request errors. desc: the device's vdpa_state_describe() result
+ * -EOPNOTSUPP SUSPEND not negotiated; -EFBIG the device's state is larger
+ * than VDPA_STATE_DEFAULT_CAP; -ETIMEDOUT the device did not finish
+ * writing it; what the device's CHECK_DEVICE_STATE returned; request
+ * errors (-ENOTCONN: a simulator that went away). desc: the device's vdpa_state_describe() result
  * taken before it was suspended (saves requests while it is down), or NULL.
  */
 VDPA_EXPORT int vdpa_state_save_device(struct vdpa_dev *dev,

@@ -22,6 +22,7 @@
 #include <vdpa-user/uapi-ext.h>
 
 #include "device.h"
+#include "io.h"
 #include "log.h"
 
 #define STATE_IO_TIMEOUT_MS	10000
@@ -162,11 +163,13 @@ static int read_to_eof(int fd, size_t cap, void **ret_buf, size_t *ret_len)
 		if (len == sz) {
 			uint8_t *nb;
 
-			if (sz >= cap) {
+			/* room for cap + 1: a state of exactly cap bytes is
+			 * accepted, one byte more is seen and refused */
+			if (sz > cap) {
 				err = -EFBIG;
 				goto err_free;
 			}
-			sz = sz * 2 > cap ? cap : sz * 2;
+			sz = sz * 2 > cap + 1 ? cap + 1 : sz * 2;
 			nb = realloc(buf, sz);
 			if (!nb) {
 				err = -ENOMEM;
@@ -194,6 +197,10 @@ static int read_to_eof(int fd, size_t cap, void **ret_buf, size_t *ret_len)
 			break;
 		len += (size_t)n;
 	}
+	if (len > cap) {
+		err = -EFBIG;
+		goto err_free;
+	}
 	*ret_buf = buf;
 	*ret_len = len;
 	return 0;
@@ -201,24 +208,6 @@ static int read_to_eof(int fd, size_t cap, void **ret_buf, size_t *ret_len)
 err_free:
 	free(buf);
 	return err;
-}
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 /* The device's own state through the proposed extension. */
@@ -283,7 +272,7 @@ static int device_state_load(struct vdpa_dev *dev, const void *buf,
 	if (a.fd >= 0)
 		close(pfd[1]);
 	/* the device reads concurrently; EPIPE if it stopped reading */
-	err = write_all(wfd, buf, len);
+	err = vdpa_write_all(wfd, buf, len);
 	close(wfd);
 	err2 = vdpa_dev_call(dev, VHOST_VDPA_CHECK_DEVICE_STATE, NULL);
 	return err2 < 0 ? err2 : err;

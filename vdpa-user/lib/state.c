@@ -133,8 +133,8 @@ int vdpa_state_encode(const struct vdpa_state *s, void **ret_buf,
 	if (!s || !ret_buf || !ret_len || s->nqueues > VDPA_STATE_MAX_QUEUES)
 		return -EINVAL;
 	ml = strnlen(s->model, sizeof(s->model));
-	if (ml == sizeof(s->model))
-		return -EINVAL;
+	if (!ml || ml == sizeof(s->model))
+		return -EINVAL;	/* the decoder refuses both */
 	put64(&w, STATE_MAGIC);
 	put16(&w, VDPA_STATE_VERSION);
 	put16(&w, HDR_LEN);

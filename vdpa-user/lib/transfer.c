@@ -14,6 +14,7 @@
 
 #include <vdpa-user/transfer.h>
 
+#include "io.h"
 #include "log.h"
 #include "state-int.h"
 
@@ -33,6 +34,7 @@ struct vdpa_transfer {
 	int timeout_ms;
 	const struct vdpa_state *compat_with;
 	struct vdpa_state *state;
+	bool loaded;		/* LOAD decoded and checked */
 	char err[256];
 };
 
@@ -122,36 +124,13 @@ static void *reader(void *arg)
 			break;
 		}
 	}
+	if (err < 0) {
+		/* the writer gets EPIPE instead of blocking on a full channel */
+		close(t->fd);
+		t->fd = -1;
+	}
 	finish(t, err);
 	return NULL;
-}
-
-/*
- * write() from the caller's thread with SIGPIPE blocked: EPIPE instead of
- * the caller's death when the reader is gone. A SIGPIPE this raised is
- * consumed; one that was already pending is left alone.
- */
-static ssize_t write_nosigpipe(int fd, const void *buf, size_t len)
-{
-	static const struct timespec zero;
-	sigset_t set, old, pending;
-	bool was_pending;
-	ssize_t n;
-	int e;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &set, &old);
-	sigpending(&pending);
-	was_pending = sigismember(&pending, SIGPIPE);
-	n = write(fd, buf, len);
-	e = errno;
-	if (n < 0 && e == EPIPE && !was_pending)
-		while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
-			;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	errno = e;
-	return n;
 }
 
 /*
@@ -168,7 +147,7 @@ static bool save_now(struct vdpa_transfer *t)
 	do {
 		n = send(t->fd, t->blob, t->len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && errno == ENOTSOCK)
-			n = write_nosigpipe(t->fd, t->blob, t->len);
+			n = vdpa_write_nosigpipe(t->fd, t->blob, t->len);
 	} while (n < 0 && errno == EINTR);
 	fcntl(t->fd, F_SETFL, fl);
 	if (n > 0)
@@ -326,7 +305,7 @@ int vdpa_transfer_check(struct vdpa_transfer *t)
 				 strerror(-t->result));
 		return t->result;
 	}
-	if (t->direction == VDPA_TRANSFER_LOAD && !t->state) {
+	if (t->direction == VDPA_TRANSFER_LOAD && !t->loaded) {
 		err = state_decode_owned(t->buf, t->len, t->cap, &t->state,
 					 t->err, sizeof(t->err));
 		if (!err)
@@ -340,6 +319,7 @@ int vdpa_transfer_check(struct vdpa_transfer *t)
 			t->result = err;
 			return err;
 		}
+		t->loaded = true;	/* a later CHECK answers 0 again */
 	}
 	return 0;
 }

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: MIT */
+/* Internal I/O helpers shared by the state and transfer code. */
+#ifndef VDPA_LIB_IO_H
+#define VDPA_LIB_IO_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/*
+ * write(2) with SIGPIPE blocked in the calling thread: EPIPE instead of the
+ * process's death when the reader is gone (the library never raises
+ * SIGPIPE). A SIGPIPE this write raised is consumed; one that was already
+ * pending is left alone. Returns what write(2) returns, errno preserved.
+ */
+ssize_t vdpa_write_nosigpipe(int fd, const void *buf, size_t len);
+
+/* All of buf, retrying EINTR and short writes, never SIGPIPE: 0 or -errno. */
+int vdpa_write_all(int fd, const void *buf, size_t len);
+
+#endif
