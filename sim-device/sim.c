@@ -102,6 +102,7 @@ static void device_reset(struct vsim *s)
 {
 	unsigned int i;
 
+	vsim_state_cancel(s);	/* a reset ends a state transfer under way */
 	s->status = 0;
 	s->features = 0;
 	s->suspended = false;

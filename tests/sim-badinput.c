@@ -939,6 +939,23 @@ static void test_state_blk(void)
 		vsim_get_status(vsim_thread_sim(b.t), &st);
 		tap_is(st.dirty_sectors, 0, "state: nothing applied on errors");
 	}
+	/* a reset ends a LOAD under way: nothing of it is applied */
+	if (len > 0 && (size_t)len < 65536 && pipe2(p, O_CLOEXEC) == 0) {
+		tap_is(state_fd(&b, VHOST_TRANSFER_STATE_DIRECTION_LOAD,
+				VHOST_TRANSFER_STATE_PHASE_STOPPED, p[0], 0), 0,
+		       "state_reset_mid_load: LOAD started");
+		close(p[0]);
+		tap_ok(write(p[1], blob, (size_t)len) == len,
+		       "state_reset_mid_load: whole state written");
+		tap_is(set_status(&b, 0), 0, "state_reset_mid_load: reset");
+		close(p[1]);
+		tap_is(req(&b, VHOST_VDPA_CHECK_DEVICE_STATE, NULL, 0, NULL, 0,
+			   -1), -EINVAL,
+		       "state_reset_mid_load: CHECK -> EINVAL (no transfer)");
+		vsim_get_status(vsim_thread_sim(b.t), &st);
+		tap_is(st.dirty_sectors, 0,
+		       "state_reset_mid_load: nothing applied");
+	}
 	tap_is(load_state(&b, blob, (size_t)len), 0, "state: load on B");
 	vsim_get_status(vsim_thread_sim(b.t), &st);
 	tap_is(st.dirty_sectors, 8, "state: B holds the 8 dirty sectors");
