@@ -4,7 +4,7 @@
  * VHOST_VDPA_SET_DEVICE_STATE_FD / VHOST_VDPA_CHECK_DEVICE_STATE, and the
  * simulator's own versioned, CRC32C-protected state blob.
  *
- * Blob (little endian):
+ * Blob (little endian, whatever the host):
  *   header  u32 magic "VSST", u16 version 1, u16 header length 32,
  *           u32 crc32c of the whole blob with this field 0, u32 sections,
  *           u64 total length, u64 reserved 0
@@ -17,6 +17,7 @@
  * Errors on load: -EINVAL truncated/malformed, -EPROTO bad magic, version,
  * unknown section or a device of another type/configuration, -EBADMSG CRC.
  */
+#include <endian.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -54,9 +55,10 @@ static void put(struct wbuf *w, const void *v, size_t n)
 	w->len += n;
 }
 
-static void put16(struct wbuf *w, uint16_t v) { put(w, &v, 2); }
-static void put32(struct wbuf *w, uint32_t v) { put(w, &v, 4); }
-static void put64(struct wbuf *w, uint64_t v) { put(w, &v, 8); }
+/* Little endian on the wire, whatever the host. */
+static void put16(struct wbuf *w, uint16_t v) { v = htole16(v); put(w, &v, 2); }
+static void put32(struct wbuf *w, uint32_t v) { v = htole32(v); put(w, &v, 4); }
+static void put64(struct wbuf *w, uint64_t v) { v = htole64(v); put(w, &v, 8); }
 
 static void sec(struct wbuf *w, uint16_t id, uint32_t len)
 {
@@ -124,16 +126,16 @@ int vsim_state_save(struct vsim *s, uint8_t **ret_buf, size_t *ret_len)
 			    VSIM_SECTOR);
 		}
 	}
-	crc = crc32c(0, w.p, w.len);
+	crc = htole32(crc32c(0, w.p, w.len));
 	memcpy(w.p + ST_CRC_OFF, &crc, 4);
 	*ret_buf = w.p;
 	*ret_len = w.len;
 	return 0;
 }
 
-static uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
-static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return le16toh(v); }
+static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return le32toh(v); }
+static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return le64toh(v); }
 
 int vsim_state_load(struct vsim *s, const uint8_t *buf, size_t len)
 {

@@ -21,6 +21,7 @@ extern "C" {
 #define VDPA_STATE_MAX_QUEUES	64
 #define VDPA_STATE_DEFAULT_CAP	(256u << 20)
 #define VDPA_STATE_MODEL_MAX	128
+#define VDPA_STATE_MAX_SECTIONS	16
 
 /* Configuration that must be equal on source and destination. */
 struct vdpa_state_config {
@@ -71,6 +72,19 @@ struct vdpa_state {
 	size_t device_len;
 	/* private: a decoded buffer the state owns (device may point into it) */
 	void *backing;
+	/*
+	 * What vdpa_state_decode() read (zero for a state built otherwise):
+	 * the blob's format version and length, and its sections in order,
+	 * unknown optional ones included (the first VDPA_STATE_MAX_SECTIONS).
+	 */
+	uint16_t blob_version;
+	uint64_t blob_len;
+	uint32_t nsections;
+	struct vdpa_state_section {
+		uint16_t type;		/* bit 15: mandatory */
+		uint32_t len;
+		bool skipped;		/* unknown optional: not decoded */
+	} sections[VDPA_STATE_MAX_SECTIONS];
 };
 
 VDPA_EXPORT struct vdpa_state *vdpa_state_new(void);

@@ -22,7 +22,7 @@ enum stream_rec {
 	REC_MEMORY = 3,		/* driver memory image */
 	REC_DRIVER_VQS = 4,	/* driver-side virtqueue bookkeeping */
 	REC_DEVICE_STATE = 5,	/* the vdpa state blob (docs/state-format.md) */
-	REC_VERDICT = 6,	/* destination -> source: u32 0 or errno + text */
+	REC_VERDICT = 6,	/* destination -> source: i32 0 or -errno + text */
 };
 
 /* uri: unix:PATH, tcp:HOST:PORT, file:PATH. -EINVAL on a malformed uri. */

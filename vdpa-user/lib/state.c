@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* The device-state blob: encode, strict decode, compatibility check. */
+#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -70,13 +71,14 @@ static void put(struct wbuf *w, const void *d, size_t n)
 	w->len += n;
 }
 
-static void put16(struct wbuf *w, uint16_t v) { put(w, &v, 2); }
-static void put32(struct wbuf *w, uint32_t v) { put(w, &v, 4); }
-static void put64(struct wbuf *w, uint64_t v) { put(w, &v, 8); }
+/* Little endian on the wire, whatever the host. */
+static void put16(struct wbuf *w, uint16_t v) { v = htole16(v); put(w, &v, 2); }
+static void put32(struct wbuf *w, uint32_t v) { v = htole32(v); put(w, &v, 4); }
+static void put64(struct wbuf *w, uint64_t v) { v = htole64(v); put(w, &v, 8); }
 
-static uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
-static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return le16toh(v); }
+static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return le32toh(v); }
+static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return le64toh(v); }
 
 /* Section header now, length patched by sec_end(). */
 static size_t sec_begin(struct wbuf *w, uint16_t type)
@@ -91,7 +93,7 @@ static size_t sec_begin(struct wbuf *w, uint16_t type)
 
 static void sec_end(struct wbuf *w, size_t at, uint32_t *nsec)
 {
-	uint32_t len = (uint32_t)(w->len - at - SEC_HDR_LEN);
+	uint32_t len = htole32((uint32_t)(w->len - at - SEC_HDR_LEN));
 
 	if (!w->err)
 		memcpy(w->p + at + 4, &len, 4);
@@ -209,10 +211,11 @@ int vdpa_state_encode(const struct vdpa_state *s, void **ret_buf,
 		free(w.p);
 		return w.err;
 	}
-	total = w.len;
+	total = htole64(w.len);
+	nsec = htole32(nsec);
 	memcpy(w.p + 16, &total, 8);
 	memcpy(w.p + 24, &nsec, 4);
-	crc = crc32c(0, w.p, w.len - CRC_LEN);
+	crc = htole32(crc32c(0, w.p, w.len - CRC_LEN));
 	memcpy(w.p + w.len - CRC_LEN, &crc, 4);
 	*ret_buf = w.p;
 	*ret_len = w.len;
@@ -412,6 +415,8 @@ static int decode(const void *buf, size_t len, size_t cap, bool own,
 	s = vdpa_state_new();
 	if (!s)
 		FAIL(-ENOMEM, "out of memory");
+	s->blob_version = version;
+	s->blob_len = total;
 	off = HDR_LEN;
 	for (i = 0; i < nsec; i++) {
 		uint16_t type, flags;
@@ -432,6 +437,14 @@ static int decode(const void *buf, size_t len, size_t cap, bool own,
 			FAIL(-EBADMSG, "section %u: unknown flags 0x%x", i, flags);
 		d = p + off;
 		off += sl;
+		if (s->nsections < VDPA_STATE_MAX_SECTIONS) {
+			struct vdpa_state_section *e =
+				&s->sections[s->nsections++];
+
+			e->type = type;
+			e->len = sl;
+			e->skipped = !(type & MANDATORY);
+		}
 		if (!(type & MANDATORY) && type > 0)
 			continue;	/* unknown optional section: skipped */
 		if (type < SEC_MODEL || type > SEC_DEVICE)
@@ -564,12 +577,34 @@ static void json_mac(FILE *f, const char *key, const uint8_t *m, bool comma)
 		m[1], m[2], m[3], m[4], m[5], comma ? "," : "");
 }
 
+static const char *section_name(uint16_t type)
+{
+	static const char *const names[] = {
+		NULL, "model", "config", "features", "queues", "net", "device",
+	};
+
+	return (type & MANDATORY) && (type & 0xff) < 7 && !(type & 0x7f00) ?
+	       names[type & 0xff] : NULL;
+}
+
 static void print_json(const struct vdpa_state *s, FILE *f)
 {
 	const struct vdpa_state_config *c = &s->cfg;
 	uint32_t i;
 
-	fprintf(f, "{\"format_version\":%u,\"model\":\"", VDPA_STATE_VERSION);
+	fprintf(f, "{\"format_version\":%u,\"blob_bytes\":%" PRIu64
+		",\"sections\":[", s->blob_len ? s->blob_version :
+		VDPA_STATE_VERSION, s->blob_len);
+	for (i = 0; i < s->nsections; i++) {
+		const struct vdpa_state_section *e = &s->sections[i];
+		const char *n = section_name(e->type);
+
+		fprintf(f, "%s{\"type\":%u,\"name\":\"%s\",\"bytes\":%u,"
+			"\"mandatory\":%s}", i ? "," : "", e->type,
+			n ? n : "unknown", e->len,
+			e->type & MANDATORY ? "true" : "false");
+	}
+	fputs("],\"model\":\"", f);
 	for (i = 0; s->model[i]; i++) {
 		unsigned char ch = (unsigned char)s->model[i];
 
@@ -630,8 +665,25 @@ int vdpa_state_print(const struct vdpa_state *s, FILE *f, bool json)
 		print_json(s, f);
 		return ferror(f) ? -EIO : 0;
 	}
-	fprintf(f, "format version %u\nmodel %s\n", VDPA_STATE_VERSION,
-		s->model);
+	if (s->blob_len) {
+		fprintf(f, "format version %u, %" PRIu64 " bytes, crc32c ok\n"
+			"sections:", s->blob_version, s->blob_len);
+		for (i = 0; i < s->nsections; i++) {
+			const struct vdpa_state_section *e = &s->sections[i];
+			const char *n = section_name(e->type);
+
+			if (n)
+				fprintf(f, " %s (%u)", n, e->len);
+			else
+				fprintf(f, " 0x%04x (%u, unknown optional: "
+					"skipped)", e->type, e->len);
+		}
+		fputc('\n', f);
+	} else {
+		fprintf(f, "format version %u (not decoded from a blob)\n",
+			VDPA_STATE_VERSION);
+	}
+	fprintf(f, "model %s\n", s->model);
 	fprintf(f, "config: device id %u, features 0x%" PRIx64 ", %u queues "
 		"(max size %u), config size %u\n", c->device_id,
 		c->features_offered, c->vq_count, c->vq_max_size,
