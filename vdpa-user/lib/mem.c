@@ -34,11 +34,16 @@ int vdpa_mem_create_from_fd(int fd, size_t size, uint64_t iova,
 	struct stat st;
 	int err;
 
-	if (fd < 0 || !size || !ret_mem || iova + size < iova) {
+	if (fd < 0 || !size || !ret_mem) {
 		err = -EINVAL;
 		goto err_close_fd;
 	}
 	size = page_round(size);
+	/* the rounded region must not wrap past 2^64 (it may end at 2^64-1) */
+	if (!size || size - 1 > UINT64_MAX - iova) {
+		err = -EINVAL;
+		goto err_close_fd;
+	}
 	if (fstat(fd, &st) < 0) {
 		err = -errno;
 		goto err_close_fd;

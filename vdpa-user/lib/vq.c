@@ -71,10 +71,13 @@ static uint16_t load16(const uint16_t *p)
 static int split_add(struct vdpa_vq *vq, const struct vdpa_sg *sg,
 		     unsigned int n_out, unsigned int n_in, uint64_t token)
 {
-	unsigned int n = n_out + n_in, i;
+	unsigned int n, i;
 	uint16_t head, d;
 
-	if (!n || n > vq->num)
+	if (n_out > vq->num || n_in > vq->num - n_out)
+		return -EINVAL;
+	n = n_out + n_in;
+	if (!n)
 		return -EINVAL;
 	if (n > vq->num_free)
 		return -ENOSPC;
@@ -249,8 +252,8 @@ void vdpa_vq_destroy(struct vdpa_vq *vq)
 	free(vq);
 }
 
-int vdpa_vq_attach(struct vdpa_vq *vq, struct vdpa_dev *dev, uint32_t idx,
-		   uint16_t base)
+static int vq_attach(struct vdpa_vq *vq, struct vdpa_dev *dev, uint32_t idx,
+		     uint16_t base)
 {
 	struct vhost_vring_state num = { .index = idx, .num = vq->num };
 	struct vhost_vring_state b = { .index = idx, .num = base };
@@ -264,8 +267,6 @@ int vdpa_vq_attach(struct vdpa_vq *vq, struct vdpa_dev *dev, uint32_t idx,
 	struct vhost_vring_file call = { .index = idx, .fd = vq->call_fd };
 	int err;
 
-	if (!vq || !dev)
-		return -EINVAL;
 	err = vdpa_dev_call(dev, VHOST_SET_VRING_NUM, &num);
 	if (!err)
 		err = vdpa_dev_call(dev, VHOST_SET_VRING_BASE, &b);
@@ -279,6 +280,14 @@ int vdpa_vq_attach(struct vdpa_vq *vq, struct vdpa_dev *dev, uint32_t idx,
 		vdpa_log(LOG_ERR, "%s: attaching vq %u: %s", vdpa_dev_name(dev),
 			 idx, strerror(-err));
 	return err;
+}
+
+int vdpa_vq_attach(struct vdpa_vq *vq, struct vdpa_dev *dev, uint32_t idx,
+		   uint16_t base)
+{
+	if (!vq || !dev)
+		return -EINVAL;
+	return vq_attach(vq, dev, idx, base);
 }
 
 int vdpa_vq_add(struct vdpa_vq *vq, const struct vdpa_sg *sg,
@@ -343,7 +352,7 @@ unsigned int vdpa_vq_in_flight(const struct vdpa_vq *vq)
 	return n;
 }
 
-int vdpa_vq_save(const struct vdpa_vq *vq, void *buf, size_t len)
+static int vq_save(const struct vdpa_vq *vq, void *buf, size_t len)
 {
 	size_t need = sizeof(struct vq_saved) + 9u * vq->num;
 	struct vq_saved s = {
@@ -367,6 +376,11 @@ int vdpa_vq_save(const struct vdpa_vq *vq, void *buf, size_t len)
 		memcpy(p + sizeof(s) + 8u * vq->num, vq->in_use, vq->num);
 	}
 	return (int)need;
+}
+
+int vdpa_vq_save(const struct vdpa_vq *vq, void *buf, size_t len)
+{
+	return vq ? vq_save(vq, buf, len) : -EINVAL;
 }
 
 /* Pointer for [iova, iova+len) inside mem, or NULL. */
