@@ -347,18 +347,31 @@ out:
 }
 
 static int decode(const void *buf, size_t len, size_t cap, bool own,
-		  struct vdpa_state **ret, char *errbuf, size_t errlen);
+		  const uint32_t *crc_done, struct vdpa_state **ret,
+		  char *errbuf, size_t errlen);
 
 int vdpa_state_decode(const void *buf, size_t len, size_t cap,
 		      struct vdpa_state **ret, char *errbuf, size_t errlen)
 {
-	return decode(buf, len, cap, false, ret, errbuf, errlen);
+	return decode(buf, len, cap, false, NULL, ret, errbuf, errlen);
+}
+
+size_t state_blob_announced(const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	uint64_t total;
+
+	if (len < 24 || get64(p) != STATE_MAGIC)
+		return 0;
+	total = get64(p + 16);
+	return total > SIZE_MAX - 1 ? 0 : (size_t)total;
 }
 
 int state_decode_owned(void *buf, size_t len, size_t cap,
-		       struct vdpa_state **ret, char *errbuf, size_t errlen)
+		       const uint32_t *crc_done, struct vdpa_state **ret,
+		       char *errbuf, size_t errlen)
 {
-	int r = decode(buf, len, cap, true, ret, errbuf, errlen);
+	int r = decode(buf, len, cap, true, crc_done, ret, errbuf, errlen);
 
 	if (!r)
 		(*ret)->backing = buf;
@@ -368,7 +381,8 @@ int state_decode_owned(void *buf, size_t len, size_t cap,
 /* own: the device section is left in buf (which the caller then hands to
  * the state) instead of being copied: 64 MiB states are not copied twice */
 static int decode(const void *buf, size_t len, size_t cap, bool own,
-		  struct vdpa_state **ret, char *errbuf, size_t errlen)
+		  const uint32_t *crc_done, struct vdpa_state **ret,
+		  char *errbuf, size_t errlen)
 {
 	const uint8_t *p = buf;
 	struct vdpa_state *s = NULL;
@@ -409,7 +423,8 @@ static int decode(const void *buf, size_t len, size_t cap, bool own,
 		     len - (size_t)total);
 	if (total < HDR_LEN + CRC_LEN)
 		FAIL(-EBADMSG, "length %" PRIu64 " too short", total);
-	if (crc32c(0, p, len - CRC_LEN) != get32(p + len - CRC_LEN))
+	if ((crc_done ? *crc_done : crc32c(0, p, len - CRC_LEN)) !=
+	    get32(p + len - CRC_LEN))
 		FAIL(-EBADMSG, "crc mismatch (corrupted state)");
 	nsec = get32(p + 24);
 	s = vdpa_state_new();
