@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/vhost.h>
@@ -27,6 +29,31 @@ static int *fd_field(unsigned long request, void *arg)
 		return &((struct vdpa_mem_arg *)arg)->fd;
 	default:
 		return NULL;
+	}
+}
+
+/*
+ * A simulator answers a control request in a few microseconds, less than
+ * the cost of sleeping in recvmsg() and being woken on this VM: look for
+ * the reply without blocking for a bounded while first (SPIN_NS), then
+ * block. Bounded, so a slow answer costs at most that much CPU.
+ */
+#define SPIN_NS 50000
+
+static void spin_for_reply(int fd)
+{
+	struct timespec t0, t;
+	char c;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 ||
+		    errno != EAGAIN)
+			return;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) * 1000000000L +
+		    (t.tv_nsec - t0.tv_nsec) > SPIN_NS)
+			return;
 	}
 }
 
@@ -92,6 +119,7 @@ static int sim_call(struct vdpa_dev *dev, unsigned long request, void *arg)
 	err = vsim_send(dev->fd, &h, out, fd);
 	if (err < 0)
 		return err == -EPIPE || err == -ECONNRESET ? -ENOTCONN : err;
+	spin_for_reply(dev->fd);
 	err = vsim_recv(dev->fd, &h, reply, sizeof(reply), &rfd);
 	if (err < 0)
 		return err == -ECONNRESET ? -ENOTCONN : err;
