@@ -42,6 +42,7 @@ static void shadow_update(struct vdpa_dev *dev, unsigned long request,
 		break;
 	case VHOST_VDPA_SET_STATUS:
 		s->status = *(const uint8_t *)arg;
+		s->status_known = false;	/* until it is read back */
 		if (s->status == 0) {
 			/* reset forgets the driver's rings and features */
 			memset(s->vq, 0, sizeof(s->vq));
@@ -368,6 +369,8 @@ int vdpa_dev_get_status(struct vdpa_dev *dev, uint8_t *ret_status)
 	err = vdpa_dev_call(dev, VHOST_VDPA_GET_STATUS, &s);
 	if (err < 0)
 		return err;
+	dev->shadow.status = s;
+	dev->shadow.status_known = true;
 	*ret_status = s;
 	return 0;
 }
@@ -377,13 +380,35 @@ int vdpa_dev_add_status(struct vdpa_dev *dev, uint8_t bits)
 	uint8_t s, back;
 	int err;
 
-	err = vdpa_dev_get_status(dev, &s);
-	if (err < 0)
-		return err;
-	s |= bits;
-	err = vdpa_dev_call(dev, VHOST_VDPA_SET_STATUS, &s);
-	if (err < 0)
-		return err;
+	if (!dev)
+		return -EINVAL;
+	/*
+	 * The status read back after the previous change saves asking for
+	 * it again. Only the device can have changed it since (setting
+	 * NEEDS_RESET): then the write clears a bit, which the device
+	 * refuses with EINVAL, and it is read and tried once more.
+	 */
+	if (dev->shadow.status_known) {
+		s = dev->shadow.status | bits;
+		err = vdpa_dev_call(dev, VHOST_VDPA_SET_STATUS, &s);
+		dev->shadow.status_known = false;
+		if (err == -EINVAL)
+			err = 1;	/* fall through to a fresh read */
+		if (err < 0)
+			return err;
+	} else {
+		err = 1;
+	}
+	if (err == 1) {
+		err = vdpa_dev_get_status(dev, &s);
+		if (err < 0)
+			return err;
+		s |= bits;
+		dev->shadow.status_known = false;
+		err = vdpa_dev_call(dev, VHOST_VDPA_SET_STATUS, &s);
+		if (err < 0)
+			return err;
+	}
 	err = vdpa_dev_get_status(dev, &back);
 	if (err < 0)
 		return err;

@@ -49,7 +49,8 @@ struct vdpa_dev_shadow {
 	uint64_t features;
 	uint64_t backend_features;
 	bool features_set, backend_set;
-	uint8_t status;
+	uint8_t status;		/* last status written or read back */
+	bool status_known;	/* status was read back after the last write */
 	struct vdpa_vq_shadow vq[VDPA_MAX_VQS];
 };
 
