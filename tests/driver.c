@@ -1404,6 +1404,68 @@ static void run_case(const struct tcase *tc, unsigned int nr)
 
 /* ---- IOTLB range (thread simulator, device-side view) -------------------- */
 
+/*
+ * The device sets NEEDS_RESET behind the library's back: the next
+ * vdpa_dev_add_status() must not trust the status it read back before
+ * (writing it would clear NEEDS_RESET, which the device refuses) but read
+ * it again and still succeed, NEEDS_RESET kept.
+ */
+static void test_status_behind_back(void)
+{
+	int fds0 = tap_count_fds(), fd, r;
+	struct vsim_thread *thr = NULL;
+	struct vdpa_dev *dev = NULL;
+	struct vdpa_mem *mem = NULL;
+	struct vdpa_net *net = NULL;
+	struct vsim_status st;
+	struct vsim_opts o;
+	struct vdpa_sg sg;
+	void *buf = NULL;
+	uint8_t s = 0;
+	unsigned int i;
+
+	vsim_opts_init(&o, VSIM_TYPE_NET);
+	r = vsim_thread_start(&o, &fd, &thr);
+	if (!r)
+		r = vdpa_dev_open_sim_fd(fd, "behind", &dev);
+	if (!r)
+		r = vdpa_mem_create(4u << 20, 1u << 30, &mem);
+	if (!r)
+		r = vdpa_net_open(dev, mem, NULL, &net);
+	if (!r)
+		r = vdpa_mem_alloc(mem, 256, 64, &buf);
+	if (!tap_is_ok(r, 0, "status behind the back: net device running"))
+		goto out;
+	/* a writable descriptor on TX: the device must give up on it */
+	sg.addr = buf;
+	sg.len = 256;
+	r = vdpa_vq_add(vdpa_net_vq(net, 1), &sg, 0, 1, 7);
+	if (!r)
+		r = vdpa_vq_kick(vdpa_net_vq(net, 1));
+	tap_is(r, 0, "status behind the back: bad TX chain posted");
+	for (i = 0; i < 200; i++) {
+		vsim_get_status(vsim_thread_sim(thr), &st);
+		if (st.status & VIRTIO_CONFIG_S_NEEDS_RESET)
+			break;
+		usleep(10000);
+	}
+	tap_ok(st.status & VIRTIO_CONFIG_S_NEEDS_RESET,
+	       "status behind the back: device set NEEDS_RESET (%s)",
+	       st.reset_reason);
+	tap_is(vdpa_dev_add_status(dev, VIRTIO_CONFIG_S_DRIVER_OK), 0,
+	       "status behind the back: add_status reads again and succeeds");
+	r = vdpa_dev_get_status(dev, &s);
+	tap_ok(r == 0 && (s & VIRTIO_CONFIG_S_NEEDS_RESET) &&
+	       (s & VIRTIO_CONFIG_S_DRIVER_OK),
+	       "status behind the back: NEEDS_RESET kept (0x%02x)", s);
+out:
+	vdpa_net_close(net);
+	vdpa_dev_close(dev);
+	vdpa_mem_destroy(mem);
+	vsim_thread_stop(thr);
+	tap_is(tap_count_fds(), fds0, "status behind the back: no fd leaked");
+}
+
 static void test_iotlb_range(void)
 {
 	static const struct { uint64_t iova; size_t len; const char *what; }
@@ -1759,6 +1821,7 @@ int main(void)
 	test_open_errors();
 	test_fake_backend();
 	test_iotlb_range();
+	test_status_behind_back();
 	snprintf(spawn_note, sizeof(spawn_note), "%s/vdpa-sim", tu_build_dir());
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		if (cases[i].spawn && access(spawn_note, X_OK)) {
