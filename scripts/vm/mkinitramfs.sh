@@ -68,6 +68,13 @@ fi
 for b in vdpa-user vdpa-sim; do
 	[ -x "$build/$b" ] && add_bin "$build/$b" "$root/rig/build/$b"
 done
+# glibc dlopen()s libgcc_s for pthread_cancel() and unwinding; ldd does not
+# name it, and without it a cancelled thread aborts the process.
+gcc_s=$(ldconfig -p 2>/dev/null | awk '/libgcc_s\.so\.1 .*x86-64/ { print $NF; exit }')
+if [ -n "$gcc_s" ] && [ ! -e "$root$gcc_s" ]; then
+	mkdir -p "$root$(dirname "$gcc_s")"
+	cp -L "$gcc_s" "$root$gcc_s"
+fi
 # The shared library, for anything linked against it at run time.
 for so in "$build"/libvdpa-user.so*; do
 	[ -e "$so" ] && cp -P "$so" "$root/rig/build/"
