@@ -184,6 +184,13 @@ static int dev_setup(struct vdpa_dev *dev, const char *name,
 		if (err < 0)
 			goto err_close;
 	}
+	/*
+	 * Opening resets the device (vhost_vdpa_open() resets it; a simulator
+	 * resets when its previous driver disconnects): its status is 0, and
+	 * the first vdpa_dev_reset() need not ask for it.
+	 */
+	dev->shadow.status = 0;
+	dev->shadow.status_known = true;
 	*ret_dev = dev;
 	return 0;
 
@@ -427,6 +434,17 @@ int vdpa_dev_reset(struct vdpa_dev *dev)
 
 	if (!dev)
 		return -EINVAL;
+	if (dev->shadow.status_known && dev->shadow.status == 0) {
+		/*
+		 * Already reset and nothing written since (any SET_STATUS
+		 * forgets the known status): no request. What a reset makes
+		 * the library forget is forgotten all the same.
+		 */
+		memset(dev->shadow.vq, 0, sizeof(dev->shadow.vq));
+		dev->shadow.features = 0;
+		dev->shadow.features_set = false;
+		return 0;
+	}
 	err = vdpa_dev_call(dev, VHOST_VDPA_SET_STATUS, &s);
 	if (err < 0)
 		return err;
