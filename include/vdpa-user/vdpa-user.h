@@ -176,9 +176,10 @@ VDPA_EXPORT size_t vdpa_mem_used(const struct vdpa_mem *mem);
 VDPA_EXPORT int vdpa_mem_set_used(struct vdpa_mem *mem, size_t used);
 
 /*
- * Map the region into the device's IOTLB (IOTLB v2 UPDATE messages, batched
- * when IOTLB_BATCH was negotiated). -ERANGE if it does not fit the device's
- * IOVA range; -EEXIST if already mapped into this device.
+ * Map the region into the device's IOTLB (one IOTLB v2 UPDATE; the remap of
+ * every region after a reset is one batch when IOTLB_BATCH was negotiated).
+ * -ERANGE if it does not fit the device's IOVA range; -EEXIST if already
+ * mapped into this device.
  */
 VDPA_EXPORT int vdpa_mem_map(struct vdpa_dev *dev, struct vdpa_mem *mem);
 VDPA_EXPORT int vdpa_mem_unmap(struct vdpa_dev *dev, struct vdpa_mem *mem);

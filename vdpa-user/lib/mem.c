@@ -164,26 +164,21 @@ static int mapped_slot(struct vdpa_dev *dev, const struct vdpa_mem *mem)
 	return -1;
 }
 
-/* One UPDATE or INVALIDATE, bracketed by a batch when negotiated. */
+/*
+ * One UPDATE or INVALIDATE. A single message is not bracketed by a batch:
+ * BATCH_BEGIN/END would be two more round trips for nothing to group.
+ * Several at once (mem_remap_all) are, when IOTLB_BATCH was negotiated.
+ */
 static int iotlb_one(struct vdpa_dev *dev, struct vdpa_mem *mem, uint8_t type)
 {
-	bool batch = vdpa_dev_backend_features(dev) &
-		     (1ULL << VHOST_BACKEND_F_IOTLB_BATCH);
-	int err, err2;
+	return iotlb_msg(dev, type, mem->iova, mem->size,
+			 (uint64_t)(uintptr_t)mem->base, VHOST_ACCESS_RW);
+}
 
-	if (batch) {
-		err = iotlb_msg(dev, VHOST_IOTLB_BATCH_BEGIN, 0, 0, 0, 0);
-		if (err < 0)
-			return err;
-	}
-	err = iotlb_msg(dev, type, mem->iova, mem->size,
-			(uint64_t)(uintptr_t)mem->base, VHOST_ACCESS_RW);
-	if (batch) {
-		err2 = iotlb_msg(dev, VHOST_IOTLB_BATCH_END, 0, 0, 0, 0);
-		if (!err)
-			err = err2;
-	}
-	return err;
+static bool can_batch(struct vdpa_dev *dev)
+{
+	return vdpa_dev_backend_features(dev) &
+	       (1ULL << VHOST_BACKEND_F_IOTLB_BATCH);
 }
 
 int vdpa_mem_map(struct vdpa_dev *dev, struct vdpa_mem *mem)
@@ -257,18 +252,28 @@ int vdpa_mem_unmap(struct vdpa_dev *dev, struct vdpa_mem *mem)
 
 int mem_remap_all(struct vdpa_dev *dev)
 {
-	int i, err;
+	bool batch = false;
+	int i, err = 0, err2;
 
-	for (i = 0; i < VDPA_MAX_MAPPED; i++) {
+	for (i = 0; i < VDPA_MAX_MAPPED && !err; i++) {
 		struct vdpa_mem *m = (struct vdpa_mem *)dev->mapped[i];
 
 		if (!m)
 			continue;
+		if (!batch && can_batch(dev)) {
+			err = iotlb_msg(dev, VHOST_IOTLB_BATCH_BEGIN, 0, 0, 0, 0);
+			if (err < 0)
+				return err;
+			batch = true;
+		}
 		err = iotlb_one(dev, m, VHOST_IOTLB_INVALIDATE);
 		if (!err)
 			err = iotlb_one(dev, m, VHOST_IOTLB_UPDATE);
-		if (err < 0)
-			return err;
 	}
-	return 0;
+	if (batch) {
+		err2 = iotlb_msg(dev, VHOST_IOTLB_BATCH_END, 0, 0, 0, 0);
+		if (!err)
+			err = err2;
+	}
+	return err < 0 ? err : 0;
 }
