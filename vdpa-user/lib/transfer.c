@@ -94,13 +94,33 @@ static void *writer(void *arg)
  * fault per 4 KiB as the reads land (most of a 64 MiB load's time on
  * these VMs). Best effort: older kernels lack MADV_POPULATE_WRITE.
  */
+#define HUGE_SZ (2u << 20)
+
 static void prefault(void *p, size_t len)
 {
 	uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
 	uintptr_t e = ((uintptr_t)p + len) & ~(uintptr_t)4095;
 
-	if (e > a)
-		madvise((void *)a, e - a, 23 /* MADV_POPULATE_WRITE */);
+	if (e <= a)
+		return;
+	if (e - a >= HUGE_SZ)	/* THP "madvise" mode: 2 MiB pages */
+		madvise((void *)a, e - a, MADV_HUGEPAGE);
+	madvise((void *)a, e - a, 23 /* MADV_POPULATE_WRITE */);
+}
+
+/*
+ * A receive buffer for an announced length: 2 MiB aligned when large, so
+ * transparent huge pages can back it; what was read so far is copied in.
+ */
+static uint8_t *sized_buffer(const uint8_t *old, size_t have, size_t size)
+{
+	void *p;
+
+	if (posix_memalign(&p, size >= HUGE_SZ ? HUGE_SZ : 64, size))
+		return NULL;
+	prefault(p, size);
+	memcpy(p, old, have);
+	return p;
 }
 
 static void *reader(void *arg)
@@ -124,11 +144,12 @@ static void *reader(void *arg)
 			sized = true;
 			t->announced = want >= 4 ? want : 0;
 			if (want > sz && want <= t->cap) {
-				uint8_t *nb = realloc(t->buf, want + 1);
+				uint8_t *nb = sized_buffer(t->buf, t->len,
+							   want + 1);
 
 				if (nb) {
+					free(t->buf);
 					t->buf = nb;
-					prefault(nb + sz, want + 1 - sz);
 					sz = want + 1;
 				}
 			}
