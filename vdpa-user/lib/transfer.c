@@ -95,22 +95,22 @@ static void *writer(void *arg)
  * these VMs). Best effort: older kernels lack MADV_POPULATE_WRITE.
  */
 #define HUGE_SZ (2u << 20)
+#define AHEAD	(64u << 20)	/* populated ahead of the data, at most */
 
 static void prefault(void *p, size_t len)
 {
 	uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
 	uintptr_t e = ((uintptr_t)p + len) & ~(uintptr_t)4095;
 
-	if (e <= a)
-		return;
-	if (e - a >= HUGE_SZ)	/* THP "madvise" mode: 2 MiB pages */
-		madvise((void *)a, e - a, MADV_HUGEPAGE);
-	madvise((void *)a, e - a, 23 /* MADV_POPULATE_WRITE */);
+	if (e > a)
+		madvise((void *)a, e - a, 23 /* MADV_POPULATE_WRITE */);
 }
 
 /*
- * A receive buffer for an announced length: 2 MiB aligned when large, so
- * transparent huge pages can back it; what was read so far is copied in.
+ * A receive buffer for an announced length: 2 MiB aligned when large and
+ * marked for transparent huge pages. Only address space until the data
+ * comes: the reader populates it just ahead of the bytes (AHEAD), so a
+ * header announcing a large state commits nothing by itself.
  */
 static uint8_t *sized_buffer(const uint8_t *old, size_t have, size_t size)
 {
@@ -118,7 +118,8 @@ static uint8_t *sized_buffer(const uint8_t *old, size_t have, size_t size)
 
 	if (posix_memalign(&p, size >= HUGE_SZ ? HUGE_SZ : 64, size))
 		return NULL;
-	prefault(p, size);
+	if (size >= HUGE_SZ)	/* THP "madvise" mode: 2 MiB pages */
+		madvise(p, size & ~(size_t)(HUGE_SZ - 1), MADV_HUGEPAGE);
 	memcpy(p, old, have);
 	return p;
 }
@@ -126,7 +127,7 @@ static uint8_t *sized_buffer(const uint8_t *old, size_t have, size_t size)
 static void *reader(void *arg)
 {
 	struct vdpa_transfer *t = arg;
-	size_t sz = 0;
+	size_t sz = 0, populated = 0;
 	bool sized = false;
 	int err = 0;
 
@@ -151,6 +152,7 @@ static void *reader(void *arg)
 					free(t->buf);
 					t->buf = nb;
 					sz = want + 1;
+					populated = t->len;
 				}
 			}
 		}
@@ -171,6 +173,14 @@ static void *reader(void *arg)
 			}
 			t->buf = nb;
 			sz = nsz;
+		}
+		/* keep up to AHEAD populated in front of the data */
+		if (populated && populated < sz &&
+		    populated - t->len < AHEAD / 2) {
+			size_t end = sz - t->len > AHEAD ? t->len + AHEAD : sz;
+
+			prefault(t->buf + populated, end - populated);
+			populated = end;
 		}
 		n = read(t->fd, t->buf + t->len, sz - t->len);
 		if (n < 0) {
@@ -270,6 +280,8 @@ int vdpa_transfer_set_fd(uint32_t direction, uint32_t phase, int fd,
 	t->direction = direction;
 	t->fd = -1;
 	t->cap = opts && opts->cap ? opts->cap : VDPA_STATE_DEFAULT_CAP;
+	if (t->cap > SIZE_MAX - 1)
+		t->cap = SIZE_MAX - 1;	/* the reader needs room for cap + 1 */
 	t->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : 30000;
 	t->compat_with = opts ? opts->compat_with : NULL;
 	pthread_mutex_init(&t->lock, NULL);
