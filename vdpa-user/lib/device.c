@@ -43,6 +43,11 @@ static void shadow_update(struct vdpa_dev *dev, unsigned long request,
 	case VHOST_VDPA_SET_STATUS:
 		s->status = *(const uint8_t *)arg;
 		s->status_known = false;	/* until it is read back */
+		/* a kernel reset drops the IOTLB unless it persists */
+		if (s->status == 0 && dev->ops == &kernel_transport &&
+		    !(s->backend_features &
+		      (1ULL << VHOST_BACKEND_F_IOTLB_PERSIST)))
+			s->remap_pending = true;
 		if (s->status == 0) {
 			/* reset forgets the driver's rings and features */
 			memset(s->vq, 0, sizeof(s->vq));
@@ -434,11 +439,13 @@ int vdpa_dev_reset(struct vdpa_dev *dev)
 
 	if (!dev)
 		return -EINVAL;
-	if (dev->shadow.status_known && dev->shadow.status == 0) {
+	if (dev->shadow.status_known && dev->shadow.status == 0 &&
+	    !dev->shadow.remap_pending) {
 		/*
 		 * Already reset and nothing written since (any SET_STATUS
-		 * forgets the known status): no request. What a reset makes
-		 * the library forget is forgotten all the same.
+		 * forgets the known status), the IOTLB as the library left
+		 * it: no request. What a reset makes the library forget is
+		 * forgotten all the same.
 		 */
 		memset(dev->shadow.vq, 0, sizeof(dev->shadow.vq));
 		dev->shadow.features = 0;
@@ -452,11 +459,14 @@ int vdpa_dev_reset(struct vdpa_dev *dev)
 		err = vdpa_dev_get_status(dev, &s);
 		if (err < 0)
 			return err;
-		if (s == 0)
-			return dev->ops == &kernel_transport &&
-			       !(dev->shadow.backend_features &
-				 (1ULL << VHOST_BACKEND_F_IOTLB_PERSIST)) ?
-			       mem_remap_all(dev) : 0;
+		if (s == 0) {
+			if (!dev->shadow.remap_pending)
+				return 0;
+			err = mem_remap_all(dev);
+			if (!err)
+				dev->shadow.remap_pending = false;
+			return err;
+		}
 		usleep(100);
 	}
 	vdpa_log(LOG_ERR, "%s: reset did not complete (status 0x%02x)",

@@ -51,6 +51,7 @@ struct vdpa_dev_shadow {
 	bool features_set, backend_set;
 	uint8_t status;		/* last status written or read back */
 	bool status_known;	/* status was read back after the last write */
+	bool remap_pending;	/* a kernel reset dropped the IOTLB */
 	struct vdpa_vq_shadow vq[VDPA_MAX_VQS];
 };
 
