@@ -152,10 +152,11 @@ int main(int argc, char **argv)
 			cli.verbose += (int)strlen(a + 1);
 		} else if (!strcmp(a, "--max-state")) {
 			if (argi + 1 >= argc ||
-			    cli_parse_u64(argv[++argi], SIZE_MAX,
+			    cli_parse_u64(argv[++argi], STREAM_RECORD_MAX,
 					  &cli.max_state) < 0 || !cli.max_state)
 				return cli_err("--max-state needs a size in "
-					       "bytes (default %u)",
+					       "bytes, 1..%llu (default %u)",
+					       STREAM_RECORD_MAX,
 					       VDPA_STATE_DEFAULT_CAP);
 		} else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
 			printf("vdpa-user " VDPA_USER_VERSION "\n");
