@@ -879,18 +879,26 @@ int vsim_listen(struct vsim *s, const char *path)
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	struct stat st;
 	mode_t old_mask;
+	bool direct;
 	int fd, r;
 
 	/*
 	 * Bound under a temporary name, made 0600 by the umask before it
 	 * exists, listening, and only then renamed into place: whoever sees
 	 * PATH can connect at once, and no other uid ever could (peers of
-	 * another uid are refused via SO_PEERCRED as well).
+	 * another uid are refused via SO_PEERCRED as well). A path too long
+	 * for the temporary suffix is bound directly (connects may then be
+	 * refused until listen()).
 	 */
-	if (!s || !path ||
-	    snprintf(a.sun_path, sizeof(a.sun_path), "%s.%d", path,
-		     (int)getpid()) >= (int)sizeof(a.sun_path))
+	if (!s || !path || strlen(path) >= sizeof(a.sun_path))
 		return -EINVAL;
+	direct = snprintf(a.sun_path, sizeof(a.sun_path), "%s.%d", path,
+			  (int)getpid()) >= (int)sizeof(a.sun_path);
+	if (direct) {
+		if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+			return -EEXIST;
+		strcpy(a.sun_path, path);
+	}
 	if (s->listen_fd >= 0)
 		return -EBUSY;
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -921,7 +929,7 @@ int vsim_listen(struct vsim *s, const char *path)
 		r = -errno;
 		goto err_free;
 	}
-	if (rename(a.sun_path, path) < 0) {
+	if (!direct && rename(a.sun_path, path) < 0) {
 		r = -errno;
 		epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
 		goto err_free;
