@@ -6,6 +6,7 @@
  * so the mutations reach the section parser behind the checksum. Whatever
  * decodes must encode and decode again; every error message is one line.
  */
+#include <endian.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,8 +43,8 @@ static void one(const uint8_t *p, size_t len)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const uint64_t magic = 0x3154535341504456ull;	/* VDPASST1 */
-	uint64_t total = size;
+	uint64_t magic = htole64(0x3154535341504456ull);	/* VDPASST1 */
+	uint64_t total = htole64(size);
 	uint32_t crc;
 	uint8_t *p;
 
@@ -58,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(p, data, size);
 	memcpy(p, &magic, 8);
 	memcpy(p + 16, &total, 8);
-	crc = crc32c(0, p, size - 4);
+	crc = htole32(crc32c(0, p, size - 4));
 	memcpy(p + size - 4, &crc, 4);
 	one(p, size);
 	free(p);
