@@ -348,12 +348,14 @@ static void *reader_main(void *arg)
 			size_t cap = x->cap ? x->cap * 2 : 65536;
 			uint8_t *p;
 
-			if (x->cap >= VSIM_STATE_MAX) {
+			/* room for one byte more than the maximum: a state
+			 * of exactly VSIM_STATE_MAX is read to its EOF */
+			if (x->cap > VSIM_STATE_MAX) {
 				r = -EFBIG;
 				break;
 			}
-			if (cap > VSIM_STATE_MAX)
-				cap = VSIM_STATE_MAX;
+			if (cap > VSIM_STATE_MAX + 1u)
+				cap = VSIM_STATE_MAX + 1u;
 			p = realloc(x->buf, cap);
 			if (!p) {
 				r = -ENOMEM;
@@ -373,7 +375,7 @@ static void *reader_main(void *arg)
 			break;
 		}
 		if (n == 0) {
-			r = 0;
+			r = x->len > VSIM_STATE_MAX ? -EFBIG : 0;
 			break;
 		}
 		x->len += (size_t)n;
