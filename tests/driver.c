@@ -57,7 +57,7 @@ static size_t pg;
 
 /* Requests the library sent (its LOG_DEBUG line per request). */
 static struct {
-	unsigned int requests, suspends, resumes;
+	unsigned int requests, suspends, resumes, nums, addrs;
 } lib;
 
 static void lib_log(int level, const char *msg, void *opaque)
@@ -70,6 +70,10 @@ static void lib_log(int level, const char *msg, void *opaque)
 		lib.suspends++;
 	if (strstr(msg, ": VDPA_RESUME -> "))
 		lib.resumes++;
+	if (strstr(msg, ": SET_VRING_NUM -> 0"))
+		lib.nums++;
+	if (strstr(msg, ": SET_VRING_ADDR -> 0"))
+		lib.addrs++;
 }
 
 /* Requests a thread simulator received (its LOG_DEBUG/INFO line each). */
@@ -1466,6 +1470,75 @@ out:
 	tap_is(tap_count_fds(), fds0, "status behind the back: no fd leaked");
 }
 
+/*
+ * vdpa_vq_preattach() sets size and addresses ahead (a migration
+ * destination before the source stops); the attach then sends only BASE,
+ * KICK and CALL, unless a reset came in between.
+ */
+static void test_preattach(void)
+{
+	int fds0 = tap_count_fds(), fd, r;
+	struct vsim_thread *thr = NULL;
+	struct vdpa_dev *dev = NULL;
+	struct vdpa_mem *mem = NULL;
+	struct vdpa_vq *vq = NULL;
+	struct vsim_opts o;
+	unsigned int req0, num0, addr0;
+	struct vdpa_caps caps;
+	uint64_t feat = (1ULL << VIRTIO_F_VERSION_1) |
+			(1ULL << VIRTIO_F_ACCESS_PLATFORM);
+	uint16_t base = 0;
+
+	vsim_opts_init(&o, VSIM_TYPE_NET);
+	r = vsim_thread_start(&o, &fd, &thr);
+	if (!r)
+		r = vdpa_dev_open_sim_fd(fd, "pre", &dev);
+	if (!r)
+		r = vdpa_dev_set_backend_features(dev, 0, NULL);
+	if (!r)
+		r = vdpa_dev_get_caps(dev, &caps);
+	if (!r)
+		r = vdpa_dev_set_features(dev, feat & caps.features);
+	if (!r)
+		r = vdpa_mem_create(1u << 20, 1u << 30, &mem);
+	if (!r)
+		r = vdpa_mem_map(dev, mem);
+	if (!r)
+		r = vdpa_vq_create(mem, 64, false, &vq);
+	if (!tap_is_ok(r, 0, "preattach: device at FEATURES_OK, a ring"))
+		goto out;
+	tap_is(vdpa_vq_preattach(NULL, dev, 0), -EINVAL,
+	       "preattach: NULL ring -> EINVAL");
+	num0 = lib.nums;
+	addr0 = lib.addrs;
+	tap_is(vdpa_vq_preattach(vq, dev, 0), 0, "preattach: NUM and ADDR");
+	tap_ok(lib.nums == num0 + 1 && lib.addrs == addr0 + 1,
+	       "preattach: one SET_VRING_NUM and one SET_VRING_ADDR sent");
+	req0 = lib.requests;
+	tap_is(vdpa_vq_attach(vq, dev, 0, 7), 0, "preattach: attach");
+	tap_ok(lib.requests == req0 + 3 && lib.nums == num0 + 1 &&
+	       lib.addrs == addr0 + 1,
+	       "preattach: attach sent only BASE, KICK, CALL (%u requests)",
+	       lib.requests - req0);
+	r = vdpa_dev_get_vring_base(dev, 0, &base);
+	tap_ok(r == 0 && base == 7, "preattach: the device has the base (%u)",
+	       base);
+	/* after a reset nothing is assumed: the attach sends all five */
+	r = vdpa_dev_reset(dev);
+	if (!r)
+		r = vdpa_dev_set_features(dev, feat & caps.features);
+	req0 = lib.requests;
+	tap_ok(r == 0 && vdpa_vq_attach(vq, dev, 0, 0) == 0 &&
+	       lib.requests == req0 + 5 && lib.nums == num0 + 2,
+	       "preattach: after a reset, attach sends NUM and ADDR again");
+out:
+	vdpa_vq_destroy(vq);
+	vdpa_dev_close(dev);
+	vdpa_mem_destroy(mem);
+	vsim_thread_stop(thr);
+	tap_is(tap_count_fds(), fds0, "preattach: no fd leaked");
+}
+
 static void test_iotlb_range(void)
 {
 	static const struct { uint64_t iova; size_t len; const char *what; }
@@ -1822,6 +1895,7 @@ int main(void)
 	test_fake_backend();
 	test_iotlb_range();
 	test_status_behind_back();
+	test_preattach();
 	snprintf(spawn_note, sizeof(spawn_note), "%s/vdpa-sim", tu_build_dir());
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		if (cases[i].spawn && access(spawn_note, X_OK)) {

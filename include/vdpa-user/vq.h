@@ -38,10 +38,22 @@ VDPA_EXPORT void vdpa_vq_destroy(struct vdpa_vq *vq);
  * Hand the ring to queue idx of dev: SET_VRING_NUM, SET_VRING_BASE (base),
  * SET_VRING_ADDR, SET_VRING_KICK, SET_VRING_CALL. A fresh ring uses base 0;
  * a ring continuing on another device uses the source's GET_VRING_BASE.
+ * NUM and ADDR are not sent again when the device already has exactly
+ * these since its last reset (vdpa_vq_preattach()).
  * Errors: those of the requests (-EINVAL, -ENOBUFS bad index, -EBUSY ...).
  */
 VDPA_EXPORT int vdpa_vq_attach(struct vdpa_vq *vq, struct vdpa_dev *dev,
 			       uint32_t idx, uint16_t base);
+
+/*
+ * The part of vdpa_vq_attach() that does not depend on where the ring
+ * stands: SET_VRING_NUM and SET_VRING_ADDR, after FEATURES_OK. For a
+ * migration destination while the source still runs, so that only BASE,
+ * KICK and CALL fall inside the downtime. Errors: -EINVAL NULL; those of
+ * the requests.
+ */
+VDPA_EXPORT int vdpa_vq_preattach(struct vdpa_vq *vq, struct vdpa_dev *dev,
+				  uint32_t idx);
 
 /*
  * Queue a chain: n_out device-readable buffers then n_in device-writable

@@ -57,9 +57,12 @@ int mig_precheck(struct cli_dev *src, const struct vdpa_state *dst_desc,
 	return r;
 }
 
+static struct vdpa_vq *driver_vq(struct cli_dev *drv, uint32_t idx);
+
 int mig_prepare(struct cli_dev *dst, struct cli_dev *src, struct vdpa_mem *mem,
 		char *err, size_t errlen)
 {
+	uint32_t i, n = src->net ? vdpa_net_num_vqs(src->net) : 1;
 	int r = vdpa_state_prepare_device(dst->dev,
 					  vdpa_dev_backend_features(src->dev),
 					  vdpa_dev_features(src->dev));
@@ -68,6 +71,16 @@ int mig_prepare(struct cli_dev *dst, struct cli_dev *src, struct vdpa_mem *mem,
 		r = vdpa_mem_map(dst->dev, mem);
 		if (r == -EEXIST)
 			r = 0;
+	}
+	/*
+	 * Ring sizes and addresses do not change while the source runs on:
+	 * set them now, so only BASE, KICK and CALL fall in the downtime.
+	 */
+	for (i = 0; !r && i < n; i++) {
+		struct vdpa_vq *vq = driver_vq(src, i);
+
+		if (vq)
+			r = vdpa_vq_preattach(vq, dst->dev, i);
 	}
 	if (r < 0)
 		snprintf(err, errlen, "preparing %s: %s",
@@ -440,6 +453,8 @@ int mig_once(struct cli_dev *src, struct cli_dev *dst, struct vdpa_mem *mem,
 	goto out;
 
 err_rollback:
+	/* the destination never ran: leave it reset, not half prepared */
+	vdpa_dev_reset(dst->dev);
 	if (saved) {
 		char rb[256];
 		size_t l = strlen(err);

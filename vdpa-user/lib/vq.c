@@ -252,32 +252,73 @@ void vdpa_vq_destroy(struct vdpa_vq *vq)
 	free(vq);
 }
 
-static int vq_attach(struct vdpa_vq *vq, struct vdpa_dev *dev, uint32_t idx,
-		     uint16_t base)
+static struct vhost_vring_addr ring_addr(const struct vdpa_vq *vq,
+					 uint32_t idx)
 {
-	struct vhost_vring_state num = { .index = idx, .num = vq->num };
-	struct vhost_vring_state b = { .index = idx, .num = base };
-	struct vhost_vring_addr addr = {
+	struct vhost_vring_addr a = {
 		.index = idx,
 		.desc_user_addr = vdpa_mem_iova(vq->mem, vq->desc),
 		.avail_user_addr = vdpa_mem_iova(vq->mem, vq->avail),
 		.used_user_addr = vdpa_mem_iova(vq->mem, vq->used),
 	};
+
+	return a;
+}
+
+/*
+ * Size and addresses: skipped when the device already has exactly these
+ * since its last reset (vdpa_vq_preattach() ahead of a migration; a
+ * reset forgets the shadow). 0 or -errno.
+ */
+static int set_num_addr(struct vdpa_vq *vq, struct vdpa_dev *dev,
+			uint32_t idx)
+{
+	const struct vdpa_dev_shadow *sh = vdpa_dev_shadow(dev);
+	const struct vdpa_vq_shadow *v = idx < VDPA_MAX_VQS ? &sh->vq[idx] :
+					 NULL;
+	struct vhost_vring_state num = { .index = idx, .num = vq->num };
+	struct vhost_vring_addr addr = ring_addr(vq, idx);
+	int err = 0;
+
+	if (!v || !v->num_set || v->num != vq->num)
+		err = vdpa_dev_call(dev, VHOST_SET_VRING_NUM, &num);
+	if (!err && (!v || !v->addr_set ||
+		     memcmp(&v->addr, &addr, sizeof(addr))))
+		err = vdpa_dev_call(dev, VHOST_SET_VRING_ADDR, &addr);
+	return err;
+}
+
+static int vq_attach(struct vdpa_vq *vq, struct vdpa_dev *dev, uint32_t idx,
+		     uint16_t base)
+{
+	struct vhost_vring_state b = { .index = idx, .num = base };
 	struct vhost_vring_file kick = { .index = idx, .fd = vq->kick_fd };
 	struct vhost_vring_file call = { .index = idx, .fd = vq->call_fd };
 	int err;
 
-	err = vdpa_dev_call(dev, VHOST_SET_VRING_NUM, &num);
+	err = set_num_addr(vq, dev, idx);
 	if (!err)
 		err = vdpa_dev_call(dev, VHOST_SET_VRING_BASE, &b);
-	if (!err)
-		err = vdpa_dev_call(dev, VHOST_SET_VRING_ADDR, &addr);
 	if (!err)
 		err = vdpa_dev_call(dev, VHOST_SET_VRING_KICK, &kick);
 	if (!err)
 		err = vdpa_dev_call(dev, VHOST_SET_VRING_CALL, &call);
 	if (err < 0)
 		vdpa_log(LOG_ERR, "%s: attaching vq %u: %s", vdpa_dev_name(dev),
+			 idx, strerror(-err));
+	return err;
+}
+
+int vdpa_vq_preattach(struct vdpa_vq *vq, struct vdpa_dev *dev,
+		      uint32_t idx)
+{
+	int err;
+
+	if (!vq || !dev)
+		return -EINVAL;
+	err = set_num_addr(vq, dev, idx);
+	if (err < 0)
+		vdpa_log(LOG_ERR, "%s: preparing vq %u: %s", vdpa_dev_name(dev),
 			 idx, strerror(-err));
 	return err;
 }
