@@ -24,6 +24,14 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* What a reset makes the library forget: the driver's rings and features. */
+static void shadow_forget(struct vdpa_dev_shadow *s)
+{
+	memset(s->vq, 0, sizeof(s->vq));
+	s->features = 0;
+	s->features_set = false;
+}
+
 /* Record what was set, so migration knows ring addresses and sizes. */
 static void shadow_update(struct vdpa_dev *dev, unsigned long request,
 			  const void *arg)
@@ -48,12 +56,8 @@ static void shadow_update(struct vdpa_dev *dev, unsigned long request,
 		    !(s->backend_features &
 		      (1ULL << VHOST_BACKEND_F_IOTLB_PERSIST)))
 			s->remap_pending = true;
-		if (s->status == 0) {
-			/* reset forgets the driver's rings and features */
-			memset(s->vq, 0, sizeof(s->vq));
-			s->features = 0;
-			s->features_set = false;
-		}
+		if (s->status == 0)
+			shadow_forget(s);
 		break;
 	case VHOST_SET_VRING_NUM:
 		if (st->index < VDPA_MAX_VQS) {
@@ -390,7 +394,8 @@ int vdpa_dev_get_status(struct vdpa_dev *dev, uint8_t *ret_status)
 int vdpa_dev_add_status(struct vdpa_dev *dev, uint8_t bits)
 {
 	uint8_t s, back;
-	int err;
+	bool known;
+	int err = 0;
 
 	if (!dev)
 		return -EINVAL;
@@ -400,27 +405,20 @@ int vdpa_dev_add_status(struct vdpa_dev *dev, uint8_t bits)
 	 * NEEDS_RESET): then the write clears a bit, which the device
 	 * refuses with EINVAL, and it is read and tried once more.
 	 */
-	if (dev->shadow.status_known) {
+	known = dev->shadow.status_known;
+	if (known) {
 		s = dev->shadow.status | bits;
 		err = vdpa_dev_call(dev, VHOST_VDPA_SET_STATUS, &s);
-		dev->shadow.status_known = false;
-		if (err == -EINVAL)
-			err = 1;	/* fall through to a fresh read */
-		if (err < 0)
-			return err;
-	} else {
-		err = 1;
 	}
-	if (err == 1) {
+	if (!known || err == -EINVAL) {
 		err = vdpa_dev_get_status(dev, &s);
 		if (err < 0)
 			return err;
 		s |= bits;
-		dev->shadow.status_known = false;
 		err = vdpa_dev_call(dev, VHOST_VDPA_SET_STATUS, &s);
-		if (err < 0)
-			return err;
 	}
+	if (err < 0)
+		return err;
 	err = vdpa_dev_get_status(dev, &back);
 	if (err < 0)
 		return err;
@@ -444,12 +442,9 @@ int vdpa_dev_reset(struct vdpa_dev *dev)
 		/*
 		 * Already reset and nothing written since (any SET_STATUS
 		 * forgets the known status), the IOTLB as the library left
-		 * it: no request. What a reset makes the library forget is
-		 * forgotten all the same.
+		 * it: no request, but forget what a reset forgets.
 		 */
-		memset(dev->shadow.vq, 0, sizeof(dev->shadow.vq));
-		dev->shadow.features = 0;
-		dev->shadow.features_set = false;
+		shadow_forget(&dev->shadow);
 		return 0;
 	}
 	err = vdpa_dev_call(dev, VHOST_VDPA_SET_STATUS, &s);
