@@ -43,7 +43,7 @@ int vdpa_write_all(int fd, const void *buf, size_t len)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return errno == ECONNRESET ? -EPIPE : -errno;
+			return vdpa_write_err(errno);
 		}
 		p += n;
 		len -= (size_t)n;

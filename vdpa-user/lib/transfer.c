@@ -72,12 +72,7 @@ static void *writer(void *arg)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			/*
-			 * The reader went away: a socket peer that closed with
-			 * unread data gives ECONNRESET instead, depending on
-			 * timing. Either way it is EPIPE to the caller.
-			 */
-			err = errno == ECONNRESET ? -EPIPE : -errno;
+			err = vdpa_write_err(errno);
 			break;
 		}
 		__atomic_add_fetch(&t->moved, (size_t)n, __ATOMIC_RELAXED);
