@@ -75,7 +75,8 @@ struct vdpa_state {
 	/*
 	 * What vdpa_state_decode() read (zero for a state built otherwise):
 	 * the blob's format version and length, and its sections in order,
-	 * unknown optional ones included (the first VDPA_STATE_MAX_SECTIONS).
+	 * unknown optional ones (bit 15 of type clear: skipped by the
+	 * decoder) included (the first VDPA_STATE_MAX_SECTIONS).
 	 */
 	uint16_t blob_version;
 	uint64_t blob_len;
@@ -83,7 +84,6 @@ struct vdpa_state {
 	struct vdpa_state_section {
 		uint16_t type;		/* bit 15: mandatory */
 		uint32_t len;
-		bool skipped;		/* unknown optional: not decoded */
 	} sections[VDPA_STATE_MAX_SECTIONS];
 };
 

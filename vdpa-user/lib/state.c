@@ -458,7 +458,6 @@ static int decode(const void *buf, size_t len, size_t cap, bool own,
 
 			e->type = type;
 			e->len = sl;
-			e->skipped = !(type & MANDATORY);
 		}
 		if (!(type & MANDATORY) && type > 0)
 			continue;	/* unknown optional section: skipped */
