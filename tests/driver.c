@@ -769,25 +769,65 @@ static void sim_requests(const struct target *t, uint64_t *req)
 		req[i] = st.q[i].requests;
 }
 
+/*
+ * SUSPEND / RESUME through the library, counted on both sides of the
+ * wire. true: the device has the capability and the request was checked
+ * (sent exactly once; for SUSPEND the device reports it); false: it has
+ * not, the call was refused with EOPNOTSUPP and nothing was sent.
+ */
+static bool checked_suspend(struct target *t)
+{
+	unsigned int s0 = lib.suspends, ss0 = sim_count(&sim_suspends);
+	struct vsim_status st;
+	int r = vdpa_dev_suspend(t->dev);
+
+	if (!t->caps.suspend) {
+		tap_is(r, -EOPNOTSUPP, "%s: suspend without the capability -> "
+		       "EOPNOTSUPP", t->name);
+		tap_ok(lib.suspends == s0 && sim_count(&sim_suspends) == ss0,
+		       "%s: no SUSPEND request was sent", t->name);
+		return false;
+	}
+	tap_is(r, 0, "%s: suspend", t->name);
+	tap_ok(lib.suspends == s0 + 1 &&
+	       (!t->thr || sim_count(&sim_suspends) == ss0 + 1),
+	       "%s: exactly one SUSPEND request reached the device", t->name);
+	if (sim_status(t, &st))
+		tap_ok(st.suspended, "%s: device reports suspended", t->name);
+	return true;
+}
+
+static bool checked_resume(struct target *t)
+{
+	unsigned int s0 = lib.resumes, ss0 = sim_count(&sim_resumes);
+	int r = vdpa_dev_resume(t->dev);
+
+	if (!t->caps.resume) {
+		tap_is(r, -EOPNOTSUPP, "%s: resume without the capability -> "
+		       "EOPNOTSUPP", t->name);
+		tap_ok(lib.resumes == s0 && sim_count(&sim_resumes) == ss0,
+		       "%s: no RESUME request was sent", t->name);
+		return false;
+	}
+	tap_is(r, 0, "%s: resume", t->name);
+	tap_ok(lib.resumes == s0 + 1 &&
+	       (!t->thr || sim_count(&sim_resumes) == ss0 + 1),
+	       "%s: exactly one RESUME request reached the device", t->name);
+	return true;
+}
+
 static void net_suspend_resume(struct target *t, struct nett *x)
 {
 	uint16_t b0[VSIM_MAX_VQS], b1[VSIM_MAX_VQS];
 	uint64_t q0[VSIM_MAX_VQS], q1[VSIM_MAX_VQS], before;
-	unsigned int nvq = vdpa_net_num_vqs(x->net), s0, ss0, qp;
+	unsigned int nvq = vdpa_net_num_vqs(x->net), qp;
 	unsigned int batch = x->vq_size / 2 < 16 ? x->vq_size / 2 : 16;
 	struct vsim_status st;
 	char why[160];
 	bool ok;
 	int r;
 
-	s0 = lib.suspends;
-	ss0 = sim_count(&sim_suspends);
-	r = vdpa_dev_suspend(t->dev);
-	if (!t->caps.suspend) {
-		tap_is(r, -EOPNOTSUPP, "%s: suspend without the capability -> "
-		       "EOPNOTSUPP", t->name);
-		tap_ok(lib.suspends == s0 && sim_count(&sim_suspends) == ss0,
-		       "%s: no SUSPEND request was sent", t->name);
+	if (!checked_suspend(t)) {
 		ok = net_traffic(x, 2, batch, why, sizeof(why));
 		tap_ok(ok, "%s: the device kept running: traffic flows%s%s",
 		       t->name, *why ? ": " : "", why);
@@ -796,12 +836,6 @@ static void net_suspend_resume(struct target *t, struct nett *x)
 		       "%s: resume of a running device", t->name);
 		return;
 	}
-	tap_is(r, 0, "%s: suspend", t->name);
-	tap_ok(lib.suspends == s0 + 1 &&
-	       (!t->thr || sim_count(&sim_suspends) == ss0 + 1),
-	       "%s: exactly one SUSPEND request reached the device", t->name);
-	if (sim_status(t, &st))
-		tap_ok(st.suspended, "%s: device reports suspended", t->name);
 	r = read_bases(t->dev, nvq, b0);
 	tap_ok(r && net_bases_match(x, b0), "%s: vring bases after suspend = "
 	       "frames taken per queue (tx0 %u rx0 %u)", t->name, b0[1], b0[0]);
@@ -825,14 +859,7 @@ static void net_suspend_resume(struct target *t, struct nett *x)
 		tap_ok(!memcmp(q0, q1, sizeof(q0)), "%s: device counted no "
 		       "request while suspended", t->name);
 
-	s0 = lib.resumes;
-	ss0 = sim_count(&sim_resumes);
-	r = vdpa_dev_resume(t->dev);
-	if (!t->caps.resume) {
-		tap_is(r, -EOPNOTSUPP, "%s: resume without the capability -> "
-		       "EOPNOTSUPP", t->name);
-		tap_ok(lib.resumes == s0 && sim_count(&sim_resumes) == ss0,
-		       "%s: no RESUME request was sent", t->name);
+	if (!checked_resume(t)) {
 		net_pump(x, before + 1, QUIET_MS);
 		tap_ok(sum(x->recvd, x->pairs) == before,
 		       "%s: still suspended: nothing moved", t->name);
@@ -841,10 +868,6 @@ static void net_suspend_resume(struct target *t, struct nett *x)
 			       t->name);
 		return;
 	}
-	tap_is(r, 0, "%s: resume", t->name);
-	tap_ok(lib.resumes == s0 + 1 &&
-	       (!t->thr || sim_count(&sim_resumes) == ss0 + 1),
-	       "%s: exactly one RESUME request reached the device", t->name);
 	net_pump(x, sum(x->sent, x->pairs), WAIT_MS);
 	ok = net_all_once(x, why, sizeof(why));
 	tap_ok(ok, "%s: after resume the %u "
@@ -1193,21 +1216,14 @@ static void blk_badinput(struct target *t, struct blkt *x)
 static void blk_suspend_resume(struct target *t, struct blkt *x)
 {
 	uint64_t q0[VSIM_MAX_VQS], q1[VSIM_MAX_VQS], before;
-	unsigned int s0, ss0, e, n = 0;
+	unsigned int e, n = 0;
 	struct vsim_status st;
 	uint16_t b0 = 0, b1 = 1;
 	char why[160];
 	bool ok;
 	int r;
 
-	s0 = lib.suspends;
-	ss0 = sim_count(&sim_suspends);
-	r = vdpa_dev_suspend(t->dev);
-	if (!t->caps.suspend) {
-		tap_is(r, -EOPNOTSUPP, "%s: suspend without the capability -> "
-		       "EOPNOTSUPP", t->name);
-		tap_ok(lib.suspends == s0 && sim_count(&sim_suspends) == ss0,
-		       "%s: no SUSPEND request was sent", t->name);
+	if (!checked_suspend(t)) {
 		ok = blk_batch(x, VIRTIO_BLK_T_OUT, 7, why, sizeof(why)) &&
 		     blk_batch(x, VIRTIO_BLK_T_IN, 0, why, sizeof(why));
 		tap_ok(ok, "%s: the device kept running: writes and reads%s%s",
@@ -1217,12 +1233,6 @@ static void blk_suspend_resume(struct target *t, struct blkt *x)
 		       "%s: resume of a running device", t->name);
 		return;
 	}
-	tap_is(r, 0, "%s: suspend", t->name);
-	tap_ok(lib.suspends == s0 + 1 &&
-	       (!t->thr || sim_count(&sim_suspends) == ss0 + 1),
-	       "%s: exactly one SUSPEND request reached the device", t->name);
-	if (sim_status(t, &st))
-		tap_ok(st.suspended, "%s: device reports suspended", t->name);
 	r = vdpa_dev_get_vring_base(t->dev, 0, &b0);
 	tap_ok(r == 0 && b0 == (uint16_t)x->next_tok, "%s: vring base after "
 	       "suspend = requests taken (%u)", t->name, b0);
@@ -1245,14 +1255,7 @@ static void blk_suspend_resume(struct target *t, struct blkt *x)
 		tap_ok(!memcmp(q0, q1, sizeof(q0)), "%s: device counted no "
 		       "request while suspended", t->name);
 
-	s0 = lib.resumes;
-	ss0 = sim_count(&sim_resumes);
-	r = vdpa_dev_resume(t->dev);
-	if (!t->caps.resume) {
-		tap_is(r, -EOPNOTSUPP, "%s: resume without the capability -> "
-		       "EOPNOTSUPP", t->name);
-		tap_ok(lib.resumes == s0 && sim_count(&sim_resumes) == ss0,
-		       "%s: no RESUME request was sent", t->name);
+	if (!checked_resume(t)) {
 		blk_pump(x, before + 1, QUIET_MS);
 		tap_ok(x->completed == before, "%s: still suspended: nothing "
 		       "completed", t->name);
@@ -1261,10 +1264,6 @@ static void blk_suspend_resume(struct target *t, struct blkt *x)
 			       t->name);
 		return;
 	}
-	tap_is(r, 0, "%s: resume", t->name);
-	tap_ok(lib.resumes == s0 + 1 &&
-	       (!t->thr || sim_count(&sim_resumes) == ss0 + 1),
-	       "%s: exactly one RESUME request reached the device", t->name);
 	blk_pump(x, x->next_tok, WAIT_MS);
 	ok = blk_all_once(x, why, sizeof(why));
 	tap_ok(ok && x->completed == before + n,
