@@ -60,6 +60,8 @@ int vsim_blk_init(struct vsim *s)
 				  -1, 0);
 		if (s->wb.data == MAP_FAILED)
 			s->wb.data = NULL;
+		s->wb.base = s->wb.data;
+		s->wb.stride = VSIM_SECTOR;
 		if (!s->wb.keys || !s->wb.slot || !s->wb.slot_sector ||
 		    !s->wb.data)
 			return -ENOMEM;
@@ -81,6 +83,8 @@ void vsim_blk_fini(struct vsim *s)
 	free(s->wb.slot_sector);
 	if (s->wb.data)
 		munmap(s->wb.data, (size_t)VSIM_WB_MAX * VSIM_SECTOR);
+	if (s->wb.adopted)
+		munmap(s->wb.adopted, s->wb.adopted_len);
 	memset(&s->wb, 0, sizeof(s->wb));
 }
 
@@ -113,7 +117,7 @@ uint8_t *vsim_wb_find(struct vsim *s, uint64_t sector)
 	for (h = wb_hash(sector); s->wb.keys[h] != UINT64_MAX;
 	     h = (h + 1) % WB_HASH)
 		if (s->wb.keys[h] == sector)
-			return s->wb.data + (size_t)s->wb.slot[h] * VSIM_SECTOR;
+			return vsim_wb_slot(s, s->wb.slot[h]);
 	return NULL;
 }
 
@@ -125,22 +129,63 @@ uint8_t *vsim_wb_insert(struct vsim *s, uint64_t sector)
 	for (h = wb_hash(sector); s->wb.keys[h] != UINT64_MAX;
 	     h = (h + 1) % WB_HASH)
 		if (s->wb.keys[h] == sector)
-			return s->wb.data + (size_t)s->wb.slot[h] * VSIM_SECTOR;
+			return vsim_wb_slot(s, s->wb.slot[h]);
 	if (s->wb.n == VSIM_WB_MAX)
 		return NULL;
 	s->wb.keys[h] = sector;
 	s->wb.slot[h] = s->wb.n;
 	s->wb.slot_sector[s->wb.n] = sector;
-	return s->wb.data + (size_t)s->wb.n++ * VSIM_SECTOR;
+	return vsim_wb_slot(s, s->wb.n++);
+}
+
+/*
+ * An empty cache takes a loaded state's buffer (the mapping [map, map +
+ * map_len)) as its storage: slot i at base + i * stride, room for all
+ * VSIM_WB_MAX slots required. A 64 MiB cache then costs no copy and no
+ * fresh pages on load. The mapping is the cache's until it is next emptied.
+ */
+bool vsim_wb_adopt(struct vsim *s, uint8_t *base, size_t stride,
+		   uint8_t *map, size_t map_len)
+{
+	if (s->wb.n || base < map || stride < VSIM_SECTOR ||
+	    (size_t)(base - map) > map_len ||
+	    (map_len - (size_t)(base - map)) / stride < VSIM_WB_MAX)
+		return false;
+	s->wb.base = base;
+	s->wb.stride = stride;
+	s->wb.adopted = map;
+	s->wb.adopted_len = map_len;
+	return true;
 }
 
 void vsim_wb_clear(struct vsim *s)
 {
+	uint32_t i, h;
+
 	if (!s->wb.n)
 		return;
-	memset(s->wb.keys, 0xff, WB_HASH * sizeof(*s->wb.keys));
+	if (s->wb.n < WB_HASH / 16) {
+		/* a few entries: empty just their buckets, not 4 MiB */
+		for (i = 0; i < s->wb.n; i++) {
+			for (h = wb_hash(s->wb.slot_sector[i]);
+			     s->wb.keys[h] != s->wb.slot_sector[i];
+			     h = (h + 1) % WB_HASH)
+				;
+			s->wb.keys[h] = UINT64_MAX;
+		}
+	} else {
+		memset(s->wb.keys, 0xff, WB_HASH * sizeof(*s->wb.keys));
+	}
 	/* give the touched cache pages back */
-	madvise(s->wb.data, (size_t)s->wb.n * VSIM_SECTOR, MADV_DONTNEED);
+	if (s->wb.adopted) {
+		munmap(s->wb.adopted, s->wb.adopted_len);
+		s->wb.adopted = NULL;
+		s->wb.base = s->wb.data;
+		s->wb.stride = VSIM_SECTOR;
+	} else {
+		madvise(s->wb.data, (size_t)s->wb.n * VSIM_SECTOR,
+			MADV_DONTNEED);
+	}
 	s->wb.n = 0;
 }
 
@@ -197,8 +242,7 @@ int vsim_blk_flush(struct vsim *s)
 
 	for (i = 0; i < s->wb.n && r == 0; i++)
 		r = vsim_disk_write(s, s->wb.slot_sector[i] * VSIM_SECTOR,
-				    s->wb.data + (size_t)i * VSIM_SECTOR,
-				    VSIM_SECTOR);
+				    vsim_wb_slot(s, i), VSIM_SECTOR);
 	if (r < 0)
 		return r;
 	vsim_wb_clear(s);

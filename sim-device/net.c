@@ -19,6 +19,7 @@ int vsim_net_init(struct vsim *s)
 			   (1ULL << VIRTIO_NET_F_STATUS) |
 			   (1ULL << VIRTIO_NET_F_CTRL_VQ) |
 			   (1ULL << VIRTIO_NET_F_CTRL_RX) |
+			   (1ULL << VIRTIO_NET_F_CTRL_RX_EXTRA) |
 			   (1ULL << VIRTIO_NET_F_CTRL_MAC_ADDR) |
 			   (1ULL << VIRTIO_F_ANY_LAYOUT);
 	if (s->o.queue_pairs > 1)
@@ -32,6 +33,8 @@ void vsim_net_reset(struct vsim *s)
 	s->curr_pairs = 1;
 	s->promisc = false;
 	s->allmulti = false;
+	s->alluni = s->nomulti = s->nouni = s->nobcast = false;
+	memset(&s->mt, 0, sizeof(s->mt));
 }
 
 static unsigned int cvq_index(const struct vsim *s)
@@ -47,11 +50,52 @@ static size_t hdr_len(const struct vsim *s)
 	       sizeof(struct virtio_net_hdr_v1) : sizeof(struct virtio_net_hdr);
 }
 
+static bool in_table(const struct vsim *s, const uint8_t *dst, bool multi)
+{
+	unsigned int i = multi ? s->mt.n_uc : 0;
+	unsigned int end = multi ? s->mt.n_uc + s->mt.n_mc : s->mt.n_uc;
+
+	for (; i < end; i++)
+		if (!memcmp(dst, s->mt.mac[i], 6))
+			return true;
+	return false;
+}
+
+/* The receive filter of virtio-net's control queue, as QEMU applies it. */
 static bool rx_filter(const struct vsim *s, const uint8_t *dst)
 {
-	if (s->promisc || (dst[0] & 1))	/* broadcast is multicast too */
+	static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+
+	if (s->promisc)
 		return true;
-	return memcmp(dst, s->mac, 6) == 0;
+	if (dst[0] & 1) {
+		if (!memcmp(dst, bcast, 6))
+			return !s->nobcast;
+		if (s->nomulti)
+			return false;
+		return s->allmulti || in_table(s, dst, true);
+	}
+	if (s->nouni)
+		return false;
+	return s->alluni || !memcmp(dst, s->mac, 6) || in_table(s, dst, false);
+}
+
+/* struct virtio_net_ctrl_mac: le32 entries, then the MACs. */
+static int mac_table(const uint8_t *p, size_t len, size_t *off,
+		     uint32_t *ret_n)
+{
+	uint32_t n;
+
+	if (len - *off < 4)
+		return -1;
+	memcpy(&n, p + *off, 4);
+	n = le32toh(n);
+	*off += 4;
+	if ((len - *off) / 6 < n)
+		return -1;
+	*ret_n = n;
+	*off += 6 * (size_t)n;
+	return 0;
 }
 
 /* Copy a TX chain's readable bytes into an RX chain's writable bytes. */
@@ -113,7 +157,7 @@ static void net_tx(struct vsim *s, unsigned int pair)
 		}
 		txq->st.requests++;
 		txq->st.bytes += tx.out_len;
-		if (tx.out_len < hlen + 6 ||
+		if (tx.out_len < hlen + 6 || pair >= s->curr_pairs ||
 		    vsim_iov_from(tx.iov, tx.nout, hlen, dst, 6) != 6 ||
 		    !rx_filter(s, dst)) {
 			rxq->st.drops++;
@@ -169,6 +213,22 @@ static uint8_t cvq_cmd(struct vsim *s, uint8_t cls, uint8_t cmd,
 			memcpy(s->mac, data, 6);
 			return VIRTIO_NET_OK;
 		}
+		if (cmd == VIRTIO_NET_CTRL_MAC_TABLE_SET &&
+		    vsim_has(s, VIRTIO_NET_F_CTRL_RX)) {
+			size_t off = 0;
+			uint32_t nu, nm;
+
+			if (mac_table(data, len, &off, &nu) ||
+			    mac_table(data, len, &off, &nm) || off != len ||
+			    nu + nm > VSIM_MAC_TABLE_MAX)
+				break;
+			s->mt.n_uc = (uint16_t)nu;
+			s->mt.n_mc = (uint16_t)nm;
+			memcpy(s->mt.mac, data + 4, 6 * (size_t)nu);
+			memcpy(s->mt.mac[nu], data + 8 + 6 * (size_t)nu,
+			       6 * (size_t)nm);
+			return VIRTIO_NET_OK;
+		}
 		break;
 	case VIRTIO_NET_CTRL_MQ:
 		if (cmd == VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET && len == 2 &&
@@ -192,7 +252,19 @@ static uint8_t cvq_cmd(struct vsim *s, uint8_t cls, uint8_t cmd,
 			s->allmulti = data[0];
 			return VIRTIO_NET_OK;
 		}
-		break;
+		if (!vsim_has(s, VIRTIO_NET_F_CTRL_RX_EXTRA))
+			break;
+		if (cmd == VIRTIO_NET_CTRL_RX_ALLUNI)
+			s->alluni = data[0];
+		else if (cmd == VIRTIO_NET_CTRL_RX_NOMULTI)
+			s->nomulti = data[0];
+		else if (cmd == VIRTIO_NET_CTRL_RX_NOUNI)
+			s->nouni = data[0];
+		else if (cmd == VIRTIO_NET_CTRL_RX_NOBCAST)
+			s->nobcast = data[0];
+		else
+			break;
+		return VIRTIO_NET_OK;
 	}
 	vsim_log(s, LOG_INFO, "cvq: unsupported command class %u cmd %u "
 		 "len %zu", cls, cmd, len);

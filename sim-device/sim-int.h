@@ -19,9 +19,10 @@
 #define VSIM_STATUS_NEEDS_RESET	0x40
 /* Chains processed per queue before other events get a turn. */
 #define VSIM_BUDGET		256
-/* Write-back cache capacity in 512-byte sectors (32 MiB). */
-#define VSIM_WB_MAX		65536u
+/* Write-back cache capacity in 512-byte sectors (128 MiB). */
+#define VSIM_WB_MAX		262144u
 #define VSIM_SECTOR		512u
+#define VSIM_MAC_TABLE_MAX	64	/* unicast + multicast entries */
 #define VSIM_BLK_ID		"vdpa-sim-blk"
 #define VSIM_MAX_PENDING	4	/* connections waiting for their EBUSY */
 
@@ -78,6 +79,8 @@ struct vsim_xfer {
 	int result;		/* 0 or -errno from the thread */
 	uint8_t *buf;
 	size_t len, cap;
+	uint32_t crc;		/* load: CRC32C of buf[0, crc_at) */
+	size_t crc_at;
 	bool crash;		/* --crash-during this direction */
 };
 
@@ -88,6 +91,15 @@ struct vsim_wb {
 	uint64_t *slot_sector;	/* slot -> sector, in insertion order */
 	uint8_t *data;		/* VSIM_WB_MAX * 512, lazily touched */
 	uint32_t n;
+	/*
+	 * Slot i's 512 bytes are at base + i * stride: data and 512, or,
+	 * after a state load, the received state itself (adopted, its
+	 * entries 520 bytes apart) until the cache is next emptied.
+	 */
+	uint8_t *base;
+	size_t stride;
+	uint8_t *adopted;	/* mapping to munmap, or NULL */
+	size_t adopted_len;
 };
 
 struct vsim {
@@ -125,6 +137,11 @@ struct vsim {
 	uint8_t mac[6];
 	uint16_t curr_pairs;
 	bool promisc, allmulti;
+	bool alluni, nomulti, nouni, nobcast;
+	struct {
+		uint16_t n_uc, n_mc;	/* unicast entries first */
+		uint8_t mac[VSIM_MAC_TABLE_MAX][6];
+	} mt;
 
 	/* blk */
 	uint8_t *disk;		/* RAM disk or NULL */
@@ -182,8 +199,14 @@ void vsim_blk_reset(struct vsim *s);
 void vsim_blk_kick(struct vsim *s, unsigned int idx);
 int vsim_blk_flush(struct vsim *s);
 /* write-back cache */
+static inline uint8_t *vsim_wb_slot(const struct vsim *s, uint32_t i)
+{
+	return s->wb.base + (size_t)i * s->wb.stride;
+}
 uint8_t *vsim_wb_find(struct vsim *s, uint64_t sector);
 uint8_t *vsim_wb_insert(struct vsim *s, uint64_t sector);
+bool vsim_wb_adopt(struct vsim *s, uint8_t *base, size_t stride,
+		   uint8_t *map, size_t map_len);
 void vsim_wb_clear(struct vsim *s);
 int vsim_disk_write(struct vsim *s, uint64_t off, const void *buf, size_t len);
 

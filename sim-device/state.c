@@ -12,18 +12,23 @@
  *     1 CONFIG  u32 type, u32 nvqs, u32 queue pairs, u32 0, u64 capacity
  *     2 STATS   u32 nvqs, u32 0, nvqs x {requests, bytes, drops, overruns,
  *               errors} u64
- *     3 NET     u8 mac[6], u16 curr_pairs, u8 promisc, u8 allmulti, u8 0[6]
+ *     3 NET     u8 mac[6], u16 curr_pairs, u8 promisc, u8 allmulti,
+ *               u8 rx flags (1 alluni, 2 nomulti, 4 nouni, 8 nobcast), u8 0[5]
  *     4 BLK     u64 dirty count, u64 flushes, count x {u64 sector, 512 B}
+ *     5 MACTBL  u16 unicast n, u16 multicast n, u32 0, (n + n) x u8 mac[6]
+ *               (net, only when the driver set a MAC table)
  * Errors on load: -EINVAL truncated/malformed, -EPROTO bad magic, version,
  * unknown section or a device of another type/configuration, -EBADMSG CRC.
  */
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +37,7 @@
 #include "sim-int.h"
 
 #include "crc32c.h"
+#include "prefault.h"
 
 #define ST_MAGIC	0x54535356u	/* "VSST" */
 #define ST_VERSION	1
@@ -39,10 +45,92 @@
 #define ST_SEC_HDR	8u
 #define ST_CRC_OFF	8u
 
-enum { SEC_CONFIG = 1, SEC_STATS, SEC_NET, SEC_BLK, SEC_MAX };
+enum { SEC_CONFIG = 1, SEC_STATS, SEC_NET, SEC_BLK, SEC_MACTBL, SEC_MAX };
 
 #define STATS_WORDS	5
 #define BLK_ENTRY	(8u + VSIM_SECTOR)
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE	23
+#endif
+#define HUGE_SZ		(2u << 20)
+#define BIG_MIN		(1u << 20)	/* from here on: mmap'd, huge pages */
+#define AHEAD		(8u << 20)	/* receive buffer populated ahead */
+
+/*
+ * Buffers of a large state (a blk write-back cache: up to 136 MB) are
+ * mmap'd on a 2 MiB boundary and advised for transparent huge pages, and
+ * faulted in with one madvise(MADV_POPULATE_WRITE) per range instead of a
+ * page fault per 4 KiB (most of a 64 MiB save's or load's time before).
+ * They are munmap'd at the end, so pages a pipe still references (the
+ * writer vmsplice()s them) never change. Small buffers are malloc'd.
+ */
+static size_t big_size(size_t len)
+{
+	return (len + HUGE_SZ - 1) & ~(size_t)(HUGE_SZ - 1);
+}
+
+static void buf_populate(uint8_t *p, size_t len)
+{
+	size_t l = (len + 4095) & ~(size_t)4095;	/* within big_size() */
+
+	if (l)
+		madvise(p, l, MADV_POPULATE_WRITE);	/* best effort */
+}
+
+static uint8_t *buf_alloc(size_t len, size_t populate)
+{
+	size_t sz = big_size(len);
+	uint8_t *p, *a;
+
+	if (len < BIG_MIN)
+		return malloc(len ? len : 1);
+	p = mmap(NULL, sz + HUGE_SZ, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	a = (uint8_t *)(((uintptr_t)p + HUGE_SZ - 1) &
+			~(uintptr_t)(HUGE_SZ - 1));
+	if (a > p)
+		munmap(p, (size_t)(a - p));
+	munmap(a + sz, (size_t)(p + HUGE_SZ - a));
+	madvise(a, sz, MADV_HUGEPAGE);
+	buf_populate(a, populate);
+	return a;
+}
+
+static void buf_free(uint8_t *p, size_t len)
+{
+	if (len < BIG_MIN)
+		free(p);
+	else if (p)
+		munmap(p, big_size(len));
+}
+
+/*
+ * A pipe as large as an unprivileged process may make it: a 64 KiB pipe
+ * between two processes costs a wakeup of each per 64 KiB.
+ */
+static void grow_pipe(int fd)
+{
+	static int max;
+	int cur = fcntl(fd, F_GETPIPE_SZ);
+
+	if (cur < 0)
+		return;		/* not a pipe */
+	if (!max) {
+		FILE *f = fopen("/proc/sys/fs/pipe-max-size", "re");
+
+		if (!f || fscanf(f, "%d", &max) != 1 || max <= 0)
+			max = 1 << 20;
+		if (f)
+			fclose(f);
+		if (max > 4 << 20)
+			max = 4 << 20;
+	}
+	if (cur < max)
+		fcntl(fd, F_SETPIPE_SZ, max);	/* best effort */
+}
 
 struct wbuf {
 	uint8_t *p;
@@ -72,13 +160,28 @@ int vsim_state_save(struct vsim *s, uint8_t **ret_buf, size_t *ret_len)
 	size_t stats_len = 8 + (size_t)s->nvqs * STATS_WORDS * 8;
 	size_t blk_len = 16 + (size_t)s->wb.n * BLK_ENTRY;
 	size_t total = ST_HDR + ST_SEC_HDR + 24 + ST_SEC_HDR + stats_len;
-	uint32_t nsec = 3, crc, i;
+	size_t crc_at = 0;
+	struct prefault *pf = NULL;
+	uint32_t nsec = 3, crc = 0, i;
 	struct wbuf w;
 
+	size_t mt_len = 8 + 6 * (size_t)(s->mt.n_uc + s->mt.n_mc);
+	bool mt = s->o.type == VSIM_TYPE_NET && (s->mt.n_uc || s->mt.n_mc);
+
 	total += ST_SEC_HDR + (s->o.type == VSIM_TYPE_NET ? 16 : blk_len);
-	w.p = malloc(total);
+	if (mt) {
+		total += ST_SEC_HDR + mt_len;
+		nsec++;
+	}
+	w.p = buf_alloc(total, 0);
 	if (!w.p)
 		return -ENOMEM;
+	/* large: zeroed by a helper just ahead of the copy below */
+	if (total >= BIG_MIN) {
+		pf = vdpa_prefault_start(w.p, total, AHEAD);
+		if (!pf)
+			buf_populate(w.p, total);
+	}
 	w.len = 0;
 	put32(&w, ST_MAGIC);
 	put16(&w, ST_VERSION);
@@ -115,18 +218,34 @@ int vsim_state_save(struct vsim *s, uint8_t **ret_buf, size_t *ret_len)
 		put16(&w, s->curr_pairs);
 		put(&w, &(uint8_t){ s->promisc }, 1);
 		put(&w, &(uint8_t){ s->allmulti }, 1);
-		put(&w, z, 6);
+		put(&w, &(uint8_t){ (uint8_t)(s->alluni | s->nomulti << 1 |
+					     s->nouni << 2 | s->nobcast << 3) },
+		    1);
+		put(&w, z, 5);
+		if (mt) {
+			sec(&w, SEC_MACTBL, (uint32_t)mt_len);
+			put16(&w, s->mt.n_uc);
+			put16(&w, s->mt.n_mc);
+			put32(&w, 0);
+			put(&w, s->mt.mac, 6 * (size_t)(s->mt.n_uc + s->mt.n_mc));
+		}
 	} else {
 		sec(&w, SEC_BLK, (uint32_t)blk_len);
 		put64(&w, s->wb.n);
 		put64(&w, s->flushes);
 		for (i = 0; i < s->wb.n; i++) {
 			put64(&w, s->wb.slot_sector[i]);
-			put(&w, s->wb.data + (size_t)i * VSIM_SECTOR,
-			    VSIM_SECTOR);
+			put(&w, vsim_wb_slot(s, i), VSIM_SECTOR);
+			/* CRC each 520 KiB while it is still in the cache */
+			if ((i & 1023) == 1023) {
+				crc = crc32c(crc, w.p + crc_at, w.len - crc_at);
+				crc_at = w.len;
+				vdpa_prefault_progress(pf, w.len);
+			}
 		}
 	}
-	crc = htole32(crc32c(0, w.p, w.len));
+	vdpa_prefault_stop(pf);
+	crc = htole32(crc32c(crc, w.p + crc_at, w.len - crc_at));
 	memcpy(w.p + ST_CRC_OFF, &crc, 4);
 	*ret_buf = w.p;
 	*ret_len = w.len;
@@ -137,7 +256,13 @@ static uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return l
 static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return le32toh(v); }
 static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return le64toh(v); }
 
-int vsim_state_load(struct vsim *s, const uint8_t *buf, size_t len)
+/*
+ * crc_done: the CRC32C of buf (CRC field as 0), computed as it arrived.
+ * own: buf's mapping, own_len long, which a write-back cache may keep as
+ * its storage (s->wb.adopted == own afterwards); NULL: buf is not ours.
+ */
+static int state_load(struct vsim *s, const uint8_t *buf, size_t len,
+		      const uint32_t *crc_done, uint8_t *own, size_t own_len)
 {
 	const uint8_t *sp[SEC_MAX] = { NULL };
 	uint32_t sl[SEC_MAX] = { 0 };
@@ -152,9 +277,13 @@ int vsim_state_load(struct vsim *s, const uint8_t *buf, size_t len)
 	if (get16(buf + 6) != ST_HDR || get64(buf + 16) != len ||
 	    get64(buf + 24) != 0)
 		return -EINVAL;
-	crc = crc32c(0, buf, ST_CRC_OFF);
-	crc = crc32c(crc, &(uint32_t){ 0 }, 4);
-	crc = crc32c(crc, buf + ST_CRC_OFF + 4, len - ST_CRC_OFF - 4);
+	if (crc_done) {
+		crc = *crc_done;
+	} else {
+		crc = crc32c(0, buf, ST_CRC_OFF);
+		crc = crc32c(crc, &(uint32_t){ 0 }, 4);
+		crc = crc32c(crc, buf + ST_CRC_OFF + 4, len - ST_CRC_OFF - 4);
+	}
 	if (crc != get32(buf + ST_CRC_OFF))
 		return -EBADMSG;
 	nsec = get32(buf + 12);
@@ -202,10 +331,23 @@ int vsim_state_load(struct vsim *s, const uint8_t *buf, size_t len)
 			return -EINVAL;
 		pairs = get16(sp[SEC_NET] + 6);
 		if (pairs < 1 || pairs > s->o.queue_pairs ||
-		    sp[SEC_NET][8] > 1 || sp[SEC_NET][9] > 1)
+		    sp[SEC_NET][8] > 1 || sp[SEC_NET][9] > 1 ||
+		    (sp[SEC_NET][10] & ~0xfu))
 			return -EINVAL;
+		if (sp[SEC_MACTBL]) {
+			uint32_t nu, nm;
+
+			if (sl[SEC_MACTBL] < 8)
+				return -EINVAL;
+			nu = get16(sp[SEC_MACTBL]);
+			nm = get16(sp[SEC_MACTBL] + 2);
+			if (nu + nm > VSIM_MAC_TABLE_MAX ||
+			    get32(sp[SEC_MACTBL] + 4) ||
+			    sl[SEC_MACTBL] != 8 + 6 * (nu + nm))
+				return -EINVAL;
+		}
 	} else {
-		if (sp[SEC_NET])
+		if (sp[SEC_NET] || sp[SEC_MACTBL])
 			return -EPROTO;
 		if (!sp[SEC_BLK] || sl[SEC_BLK] < 16)
 			return -EINVAL;
@@ -233,18 +375,41 @@ int vsim_state_load(struct vsim *s, const uint8_t *buf, size_t len)
 		s->curr_pairs = get16(sp[SEC_NET] + 6);
 		s->promisc = sp[SEC_NET][8];
 		s->allmulti = sp[SEC_NET][9];
+		s->alluni = sp[SEC_NET][10] & 1;
+		s->nomulti = !!(sp[SEC_NET][10] & 2);
+		s->nouni = !!(sp[SEC_NET][10] & 4);
+		s->nobcast = !!(sp[SEC_NET][10] & 8);
+		memset(&s->mt, 0, sizeof(s->mt));
+		if (sp[SEC_MACTBL]) {
+			s->mt.n_uc = get16(sp[SEC_MACTBL]);
+			s->mt.n_mc = get16(sp[SEC_MACTBL] + 2);
+			memcpy(s->mt.mac, sp[SEC_MACTBL] + 8,
+			       6 * (size_t)(s->mt.n_uc + s->mt.n_mc));
+		}
 		return 0;
 	}
 	s->flushes = get64(sp[SEC_BLK] + 8);
-	if (s->wb.keys)
+	if (s->wb.keys) {
 		vsim_wb_clear(s);
+		/* the received entries become the cache's slots as they
+		 * are: entry i's data is slot i (no copy, no fresh pages) */
+		if (own && cnt)
+			vsim_wb_adopt(s, own + (sp[SEC_BLK] - buf) + 16 + 8,
+				      BLK_ENTRY, own, own_len);
+	}
 	for (i = 0; i < cnt; i++) {
 		const uint8_t *e = sp[SEC_BLK] + 16 + (size_t)i * BLK_ENTRY;
 		uint8_t *c = s->wb.keys ? vsim_wb_insert(s, get64(e)) : NULL;
 		int r;
 
+		/*
+		 * Adopted, slot i is entry i's data already, unless a sector
+		 * came twice: then the slot is an earlier one (never a later
+		 * entry's), which takes the data, as without adoption.
+		 */
 		if (c) {
-			memcpy(c, e + 8, VSIM_SECTOR);
+			if (c != e + 8)
+				memmove(c, e + 8, VSIM_SECTOR);
 			continue;
 		}
 		/* write-through device: the dirty data goes to the disk */
@@ -254,6 +419,11 @@ int vsim_state_load(struct vsim *s, const uint8_t *buf, size_t len)
 			return r;
 	}
 	return 0;
+}
+
+int vsim_state_load(struct vsim *s, const uint8_t *buf, size_t len)
+{
+	return state_load(s, buf, len, NULL, NULL, 0);
 }
 
 /* ---- transfer -------------------------------------------------------------- */
@@ -299,9 +469,18 @@ static void *writer_main(void *arg)
 	size_t off = 0;
 	int r = 0;
 
+	/*
+	 * A large snapshot is mmap'd and only munmap'd after the transfer:
+	 * its pages can go into a pipe as they are (vmsplice), one copy less
+	 * than write(). Anything else (a socket, a file): write().
+	 */
+	bool splice = x->len >= BIG_MIN && !x->crash;
+
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
+	if (splice)
+		grow_pipe(x->fd);
 	while (off < x->len) {
 		size_t chunk = x->len - off < 4096 ? x->len - off : 4096;
 		ssize_t n;
@@ -317,7 +496,22 @@ static void *writer_main(void *arg)
 		r = wait_fd(x, POLLOUT);
 		if (r < 0)
 			break;
-		n = write(x->fd, x->buf + off, chunk);
+		if (splice) {
+			struct iovec v = {
+				.iov_base = x->buf + off,
+				.iov_len = x->len - off < (4u << 20) ?
+					   x->len - off : (4u << 20),
+			};
+
+			/* non-blocking: a cancel must not wait for a reader */
+			n = vmsplice(x->fd, &v, 1, SPLICE_F_NONBLOCK);
+			if (n < 0 && (errno == EBADF || errno == EINVAL)) {
+				splice = false;	/* not a pipe */
+				continue;
+			}
+		} else {
+			n = write(x->fd, x->buf + off, chunk);
+		}
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n < 0) {
@@ -339,30 +533,57 @@ static void *writer_main(void *arg)
 static void *reader_main(void *arg)
 {
 	struct vsim_xfer *x = arg;
+	struct prefault *pf = NULL;
+	size_t populated = 0;
 	int r;
 
 	for (;;) {
 		ssize_t n;
 
 		if (x->len == x->cap) {
-			size_t cap = x->cap ? x->cap * 2 : 65536;
+			/*
+			 * 64 KiB first; past that, address space for one byte
+			 * more than the maximum (a state of exactly
+			 * VSIM_STATE_MAX is read to its EOF), faulted in just
+			 * ahead of the data: no realloc copies.
+			 */
+			size_t cap = x->cap ? VSIM_STATE_MAX + 1u : 65536;
 			uint8_t *p;
 
-			/* room for one byte more than the maximum: a state
-			 * of exactly VSIM_STATE_MAX is read to its EOF */
 			if (x->cap > VSIM_STATE_MAX) {
 				r = -EFBIG;
 				break;
 			}
-			if (cap > VSIM_STATE_MAX + 1u)
-				cap = VSIM_STATE_MAX + 1u;
-			p = realloc(x->buf, cap);
+			p = buf_alloc(cap, 0);
 			if (!p) {
 				r = -ENOMEM;
 				break;
 			}
+			if (x->len)
+				memcpy(p, x->buf, x->len);
+			buf_free(x->buf, x->cap);
 			x->buf = p;
 			x->cap = cap;
+			if (cap >= BIG_MIN) {
+				/* zeroed beside the reads, as far as the
+				 * header says the state goes */
+				size_t want = cap;
+
+				if (get32(p) == ST_MAGIC &&
+				    get64(p + 16) > x->len && get64(p + 16) < cap)
+					want = get64(p + 16) + 1;
+				grow_pipe(x->fd);
+				populated = x->len;
+				pf = vdpa_prefault_start(p, want, AHEAD);
+			}
+		}
+		if (x->cap >= BIG_MIN && !pf && populated < x->cap &&
+		    populated - x->len < AHEAD / 2) {
+			size_t end = x->cap - x->len > AHEAD ?
+				     x->len + AHEAD : x->cap;
+
+			buf_populate(x->buf + populated, end - populated);
+			populated = end;
 		}
 		r = wait_fd(x, POLLIN);
 		if (r < 0)
@@ -379,12 +600,26 @@ static void *reader_main(void *arg)
 			break;
 		}
 		x->len += (size_t)n;
+		vdpa_prefault_progress(pf, x->len);
+		/* the CRC as the bytes arrive (its own field counts as 0),
+		 * so CHECK does not walk the state again */
+		if (x->crc_at < ST_CRC_OFF + 4 && x->len >= ST_CRC_OFF + 4) {
+			x->crc = crc32c(0, x->buf, ST_CRC_OFF);
+			x->crc = crc32c(x->crc, &(uint32_t){ 0 }, 4);
+			x->crc_at = ST_CRC_OFF + 4;
+		}
+		if (x->crc_at >= ST_CRC_OFF + 4 && x->len > x->crc_at) {
+			x->crc = crc32c(x->crc, x->buf + x->crc_at,
+					x->len - x->crc_at);
+			x->crc_at = x->len;
+		}
 		if (x->crash) {
 			fprintf(stderr, "vdpa-sim: --crash-during state-load: "
 				"dying after %zu bytes\n", x->len);
 			_exit(70);
 		}
 	}
+	vdpa_prefault_stop(pf);
 	xfer_finish(x, r);
 	return NULL;
 }
@@ -411,10 +646,12 @@ int vsim_state_set_fd(struct vsim *s, struct vhost_vdpa_device_state_fd *a,
 	}
 	x->buf = NULL;
 	x->len = x->cap = 0;
+	x->crc_at = 0;
 	if (a->direction == VHOST_TRANSFER_STATE_DIRECTION_SAVE) {
 		r = vsim_state_save(s, &x->buf, &x->len);
 		if (r < 0)
 			return r;
+		x->cap = x->len;	/* buf_free() needs the size */
 	}
 	x->dir = a->direction;
 	x->crash = (a->direction == VHOST_TRANSFER_STATE_DIRECTION_SAVE &&
@@ -429,7 +666,7 @@ int vsim_state_set_fd(struct vsim *s, struct vhost_vdpa_device_state_fd *a,
 			    writer_main : reader_main, x);
 	if (r < 0) {
 		x->fd = -1;
-		free(x->buf);
+		buf_free(x->buf, x->cap);
 		x->buf = NULL;
 		return r;
 	}
@@ -450,7 +687,7 @@ static void xfer_end(struct vsim_xfer *x)
 		pthread_join(x->th, NULL);
 	x->started = false;
 	x->active = false;
-	free(x->buf);
+	buf_free(x->buf, x->cap);
 	x->buf = NULL;
 	x->len = x->cap = 0;
 	if (read(x->cancel_fd, &v, sizeof(v)) < 0) {
@@ -477,8 +714,14 @@ int vsim_state_check(struct vsim *s)
 	pthread_join(x->th, NULL);
 	x->started = false;
 	r = x->result;
-	if (r == 0 && x->dir == VHOST_TRANSFER_STATE_DIRECTION_LOAD)
-		r = vsim_state_load(s, x->buf, x->len);
+	if (r == 0 && x->dir == VHOST_TRANSFER_STATE_DIRECTION_LOAD) {
+		r = state_load(s, x->buf, x->len,
+			       x->crc_at == x->len ? &x->crc : NULL,
+			       x->cap >= BIG_MIN ? x->buf : NULL,
+			       big_size(x->cap));
+		if (x->buf && x->buf == s->wb.adopted)
+			x->buf = NULL;	/* the cache's storage now */
+	}
 	vsim_log(s, r < 0 ? LOG_WARNING : LOG_INFO, "state %s %s: %d",
 		 x->dir ? "load" : "save", r < 0 ? "failed" : "done", r);
 	if (r == 0)

@@ -71,8 +71,9 @@ struct known_diff {
 };
 
 static const struct known_diff known_diffs[] = {
-	{ "net.get-features", "ret=0 val=0x338870028", false,
-	  "sim also offers STATUS, CTRL_RX, INDIRECT_DESC, EVENT_IDX" },
+	{ "net.get-features", "ret=0 val=0x338970028", false,
+	  "sim also offers STATUS, CTRL_RX, CTRL_RX_EXTRA, INDIRECT_DESC, "
+	  "EVENT_IDX" },
 	{ "blk.get-features", "ret=0 val=0x330000246", false,
 	  "sim offers INDIRECT_DESC, EVENT_IDX; not TOPOLOGY, DISCARD, "
 	  "WRITE_ZEROES, ANY_LAYOUT" },

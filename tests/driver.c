@@ -40,15 +40,6 @@
 #define WAIT_MS		10000		/* bound for anything expected to come */
 #define QUIET_MS	100		/* how long "nothing happens" is watched */
 
-/* tap_is() as an expression: true when it passed. */
-#define tap_is_ok(got, want, ...) ({					\
-	long long g__ = (long long)(got), w__ = (long long)(want);	\
-	int ok__ = tap_ok(g__ == w__, __VA_ARGS__);			\
-									\
-	if (!ok__)							\
-		tap_diag("  got %lld, want %lld", g__, w__);		\
-	ok__;								\
-})
 
 static char tmpdir[256];
 static size_t pg;
@@ -237,8 +228,8 @@ static uint64_t sim_features(const struct target *t)
 	if (t->o.type == VSIM_TYPE_NET) {
 		f |= BIT(VIRTIO_NET_F_MAC) | BIT(VIRTIO_NET_F_MTU) |
 		     BIT(VIRTIO_NET_F_STATUS) | BIT(VIRTIO_NET_F_CTRL_VQ) |
-		     BIT(VIRTIO_NET_F_CTRL_RX) | BIT(VIRTIO_NET_F_CTRL_MAC_ADDR) |
-		     BIT(VIRTIO_F_ANY_LAYOUT);
+		     BIT(VIRTIO_NET_F_CTRL_RX) | BIT(VIRTIO_NET_F_CTRL_RX_EXTRA) |
+		     BIT(VIRTIO_NET_F_CTRL_MAC_ADDR) | BIT(VIRTIO_F_ANY_LAYOUT);
 		if (t->o.queue_pairs > 1)
 			f |= BIT(VIRTIO_NET_F_MQ);
 	} else {

@@ -49,6 +49,18 @@ static inline void tap_diag(const char *fmt, ...)
 		tap_diag("  got %lld, want %lld", g_, w_);		\
 } while (0)
 
+/* tap_is() as an expression: true when it passed. */
+#ifndef tap_is_ok
+#define tap_is_ok(got, want, ...) ({					\
+	long long g__ = (long long)(got), w__ = (long long)(want);	\
+	int ok__ = tap_ok(g__ == w__, __VA_ARGS__);			\
+									\
+	if (!ok__)							\
+		tap_diag("  got %lld, want %lld", g__, w__);		\
+	ok__;								\
+})
+#endif
+
 static inline void tap_skip_all(const char *why)
 {
 	printf("1..0 # SKIP %s\n", why);
