@@ -146,7 +146,12 @@ $(SIM): $(BUILD)/obj/sim-device/main.o $(SIM_A)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIB_A) $(SIM_A) $(TUTIL_A)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(TUTIL_A) $(LIB_A) $(SIM_A) $(LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(TUTIL_A) $(LIB_A) \
+		$(SIM_A) $(LIBS)
+
+# tests/stream tests the CLI's migration stream: it links that object too.
+$(BUILD)/obj/tests/stream.o: CPPFLAGS += -Ivdpa-user/cli
+$(BUILD)/tests/stream: $(BUILD)/obj/vdpa-user/cli/stream.o
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB_A) $(SIM_A) $(TUTIL_A)
 	$(call msg,LD,$@)
@@ -174,11 +179,12 @@ ifneq ($(SANITIZE),1)
 			FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS) fuzz-run; \
 	else echo "# fuzz: skipped (clang with libFuzzer not installed: make fuzz installs it)"; fi
 endif
-	$(Q)BUILD=$(BUILD) scripts/run-tests.sh $(TESTS) tests/linkage.sh
+	$(Q)BUILD=$(BUILD) scripts/run-tests.sh $(TESTS) tests/linkage.sh \
+		tests/frontend-example.sh
 
 # Thread-mode tests (library and simulator in one process) and the CLI's
 # demo (every migration path) under valgrind's leak checker.
-VALGRIND_TESTS := $(filter %/sim-wire %/sim-badinput %/driver %/vq-ring \
+VALGRIND_TESTS := $(filter %/sim-wire %/sim-badinput %/driver %/vq-ring %/net-class \
 	%/state-blob %/transfer-fd,$(TESTS))
 valgrind: all
 	$(Q)BUILD=$(BUILD) VALGRIND=1 scripts/run-tests.sh $(VALGRIND_TESTS)

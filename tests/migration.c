@@ -4,8 +4,10 @@
  * vdpa-user CLI as the front-end. Under traffic for net and blk, back and
  * forth 200 times, every fallback (no RESUME, no SUSPEND, no state
  * extension), early refusal on a configuration mismatch, a destination that
- * fails or dies after the source was suspended, and bad state files.
+ * fails or dies after the source was suspended, migrate-out/in as two
+ * processes, and bad state files.
  */
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -21,6 +23,7 @@
 
 #include <vdpa-user/state.h>
 
+#include "crc32c.h"
 #include "sim.h"
 #include "tap.h"
 #include "testutil.h"
@@ -110,6 +113,128 @@ static void sim_stop(struct sim *s)
 }
 
 static char out[1 << 16], err[1 << 16];
+
+/*
+ * The migrate-out/in stream's framing (docs/migration.md), as a peer
+ * writes it: version 2 (little endian, CRC32C) or 1 (host order).
+ */
+#define STREAM_MAGIC	0x3147494d41504456ull
+#define REC_END		0
+#define REC_DESC	1
+#define REC_MEMORY	3
+#define REC_VERDICT	6
+#define REC_PLAN	7
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	v = htole32(v);
+	memcpy(p, &v, 4);
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	v = htole64(v);
+	memcpy(p, &v, 8);
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return le32toh(v);
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return le64toh(v);
+}
+
+/* The 16-byte stream header. */
+static void wire_header(uint8_t *h, unsigned int version)
+{
+	uint64_t v1[2] = { STREAM_MAGIC, 1 };
+
+	if (version == 1) {
+		memcpy(h, v1, sizeof(v1));
+		return;
+	}
+	put_le64(h, STREAM_MAGIC);
+	put_le32(h + 8, 2);
+	put_le32(h + 12, crc32c(0, h, 12));
+}
+
+/* A record's header for payload p; returns its size (16 or 24). */
+static size_t wire_record(uint8_t *h, unsigned int version, uint32_t type,
+			  const void *p, uint64_t len)
+{
+	uint32_t hcrc;
+
+	if (version == 1) {
+		struct { uint32_t type, res; uint64_t len; } r;
+
+		r.type = type;
+		r.res = 0;
+		r.len = len;
+		memcpy(h, &r, sizeof(r));
+		return sizeof(r);
+	}
+	put_le32(h, type);
+	put_le32(h + 4, 0);
+	put_le64(h + 8, len);
+	hcrc = crc32c(0, h, 16);
+	put_le32(h + 16, hcrc);
+	put_le32(h + 20, crc32c(hcrc, p, len));
+	return 24;
+}
+
+/* Offset of the payload of a version-2 stream's record of type, or -1. */
+static long find_record(const uint8_t *d, size_t size, uint32_t type,
+			size_t *ret_len)
+{
+	size_t at = 16;
+
+	while (at + 24 <= size) {
+		uint32_t t = get_le32(d + at);
+		uint64_t l = get_le64(d + at + 8);
+
+		if (l > size - at - 24)
+			return -1;
+		if (t == type) {
+			*ret_len = l;
+			return (long)(at + 24);
+		}
+		if (t == REC_END)
+			return -1;
+		at += 24 + l;
+	}
+	return -1;
+}
+
+/* A version-2 stream re-framed as version 1 (v1: size bytes); its size. */
+static size_t to_version1(const uint8_t *d, size_t size, uint8_t *v1)
+{
+	size_t at = 16, o = 16;
+
+	wire_header(v1, 1);
+	while (at + 24 <= size) {
+		uint32_t t = get_le32(d + at);
+		uint64_t l = get_le64(d + at + 8);
+
+		if (l > size - at - 24)
+			return 0;
+		o += wire_record(v1 + o, 1, t, NULL, l);
+		memcpy(v1 + o, d + at + 24, l);
+		o += l;
+		at += 24 + l;
+		if (t == REC_END)
+			return o;
+	}
+	return 0;
+}
 
 #define CLI(...) run_cli(out, sizeof(out), err, sizeof(err), \
 			 (const char *const[]){ __VA_ARGS__, NULL })
@@ -273,56 +398,71 @@ static int fake_listen(const char *sock_path)
 	return l;
 }
 
-static void fake_destination(int l, const void *desc, size_t dlen, bool die)
+/*
+ * It answers in framing version 1 or 2 (1: an older destination) and
+ * exits 3 when the source did not write version 2.
+ */
+static void fake_destination(int l, const void *desc, size_t dlen, bool die,
+			     unsigned int version)
 {
-	uint64_t hdr[2] = { 0x3147494d41504456ull, 1 };
+	uint8_t h[24], buf[65536];
+	size_t hl;
 	int c;
 
 	alarm(60);	/* never outlive a CLI that did not come */
 	c = accept(l, NULL, NULL);
 	if (c < 0)
 		_exit(2);
-	{
-		struct { uint32_t type, res; uint64_t len; } rh = { 1, 0, dlen };
-		char buf[65536];
-		uint64_t h[2];
+	if (recv(c, h, 16, MSG_WAITALL) != 16)
+		_exit(2);
+	if (get_le64(h) != STREAM_MAGIC || get_le32(h + 8) != 2)
+		_exit(3);
+	wire_header(h, version);
+	if (write(c, h, 16) < 0)
+		_exit(2);
+	hl = wire_record(h, version, REC_DESC, desc, dlen);
+	if (write(c, h, hl) < 0 || write(c, desc, dlen) < 0)
+		_exit(2);
+	/* swallow the source's records until END; answer its plan */
+	for (;;) {
+		uint64_t left;
+		uint32_t type;
 
-		if (read(c, h, sizeof(h)) != sizeof(h))
+		if (recv(c, h, 24, MSG_WAITALL) != 24)
 			_exit(2);
-		if (write(c, hdr, sizeof(hdr)) < 0 ||
-		    write(c, &rh, sizeof(rh)) < 0 || write(c, desc, dlen) < 0)
+		type = get_le32(h);
+		if (type == REC_END)
+			break;
+		for (left = get_le64(h + 8); left;) {
+			ssize_t n = read(c, buf, left < sizeof(buf) ?
+					 left : sizeof(buf));
+			if (n <= 0)
+				_exit(2);
+			left -= (uint64_t)n;
+		}
+		if (type == REC_PLAN) {
+			/* prepared: the library's verdict, success */
+			put_le32(buf, 0x31445256u);
+			put_le32(buf + 4, 0);
+			hl = wire_record(h, version, REC_VERDICT, buf, 8);
+			if (write(c, h, hl) < 0 || write(c, buf, 8) < 0)
+				_exit(2);
+		}
+	}
+	if (!die) {
+		/* the library's verdict: "VRD1", -EIO, the reason */
+		put_le32(buf, 0x31445256u);
+		put_le32(buf + 4, (uint32_t)-EIO);
+		memcpy(buf + 8, "injected", 8);
+		hl = wire_record(h, version, REC_VERDICT, buf, 16);
+		if (write(c, h, hl) < 0 || write(c, buf, 16) < 0)
 			_exit(2);
-		/* swallow records until the END record's header (type 0) */
-		for (;;) {
-			struct { uint32_t type, res; uint64_t len; } r;
-			uint64_t left;
-
-			if (read(c, &r, sizeof(r)) != sizeof(r))
-				_exit(2);
-			if (r.type == 0)
-				break;
-			for (left = r.len; left;) {
-				ssize_t n = read(c, buf, left < sizeof(buf) ?
-						 left : sizeof(buf));
-				if (n <= 0)
-					_exit(2);
-				left -= (uint64_t)n;
-			}
-		}
-		if (!die) {
-			struct { uint32_t type, res; uint64_t len; int32_t e;
-				 char m[8]; } __attribute__((packed)) v =
-				{ 6, 0, 12, -EIO, "injected" };
-
-			if (write(c, &v, sizeof(v)) < 0)
-				_exit(2);
-		}
 	}
 	_exit(0);
 }
 
 static void destination_failure(bool die, const char *const *sim_args,
-				const char *what)
+				const char *what, unsigned int version)
 {
 	struct vsim_opts o;
 	struct vsim_thread *t;
@@ -358,7 +498,7 @@ static void destination_failure(bool die, const char *const *sim_args,
 	sim_start(&a, die ? "da" : "ea", sim_args);
 	fake = fork();
 	if (fake == 0)
-		fake_destination(l, blob, len, die);
+		fake_destination(l, blob, len, die, version);
 	close(l);
 	rc = CLI("-j", "migrate-out", a.name, "--to", uri, "--traffic",
 		 "--count", "60000");
@@ -369,6 +509,14 @@ static void destination_failure(bool die, const char *const *sim_args,
 	       has(out, "\"lost\":0,") && has(out, "\"duplicated\":0,") &&
 	       has(out, "\"completed\":60000"),
 	       "%s: source resumed, all of its traffic completed", what);
+	tap_ok(WIFEXITED(st) && WEXITSTATUS(st) == 0 &&
+	       has(err, "is a version-1 stream without integrity checks") ==
+	       (version == 1),
+	       "%s: the source wrote version 2 and read the destination's "
+	       "version %u%s", what, version, version == 1 ?
+	       ", with a warning" : "");
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		tap_diag("fake destination: status 0x%x; err %s", st, err);
 	if (!has(out, "\"lost\":0,"))
 		tap_diag("out %s err %s", out, err);
 	rc = CLI("traffic", a.name, "--count", "1000");
@@ -427,19 +575,73 @@ static void sim_crashes(void)
 	sim_stop(&b);
 }
 
+/* migrate-out and migrate-in as two processes over a unix socket. */
+static void unix_stream(void)
+{
+	const char *args[] = { "--type", "net", NULL };
+	static char o2[1 << 12], e2[1 << 12];
+	char uri[600];
+	struct sim a, b;
+	pid_t in;
+	int rc, st;
+
+	snprintf(uri, sizeof(uri), "unix:%s/xp.sock", dir);
+	sim_start(&a, "ua", args);
+	sim_start(&b, "ub", args);
+	in = fork();
+	if (in == 0)
+		_exit(run_cli(o2, sizeof(o2), e2, sizeof(e2),
+			      (const char *const[]){ "migrate-in", b.name,
+						     "--from", uri, NULL }));
+	/* migrate-out retries the connection until migrate-in listens */
+	rc = CLI("-j", "migrate-out", a.name, "--to", uri, "--traffic",
+		 "--count", "20000");
+	waitpid(in, &st, 0);
+	tap_ok(rc == 0 && has(out, "\"result\":\"ok\"") && WIFEXITED(st) &&
+	       WEXITSTATUS(st) == 0 && !has(err, "version-1"),
+	       "migrate-out | migrate-in over unix: description, records and "
+	       "verdict in framing version 2, the traffic finishes on the "
+	       "destination");
+	if (rc || !WIFEXITED(st) || WEXITSTATUS(st))
+		tap_diag("rc %d out %s err %s; migrate-in status 0x%x", rc, out,
+			 err, st);
+	sim_stop(&a);
+	sim_stop(&b);
+}
+
+/* Write len bytes of data to path; 0 or -1. */
+static int write_file(const char *path, const void *data, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	int r;
+
+	if (!f)
+		return -1;
+	r = fwrite(data, 1, len, f) == len ? 0 : -1;
+	return fclose(f) || r ? -1 : 0;
+}
+
 static void bad_files(void)
 {
 	const char *args[] = { "--type", "net", NULL };
-	char good[512], bad[512], uri[600];
+	char good[512], bad[512], uri[600], warn[600];
 	struct sim a, b;
-	uint8_t *data;
-	long size;
+	uint8_t *data, *v1;
+	size_t mlen = 0, v1len;
+	long size, mem;
 	FILE *f;
 	int rc, i;
-	static const struct { const char *name; int kind; } cases[] = {
-		{ "empty file", 0 }, { "truncated to half", 1 },
-		{ "truncated by one byte", 2 }, { "bit flipped in the state", 3 },
-		{ "wrong magic", 4 },
+	static const struct {
+		const char *name;
+		int kind;
+		const char *says;
+	} cases[] = {
+		{ "empty file", 0, "empty or truncated" },
+		{ "truncated to half", 1, "(truncated)" },
+		{ "truncated by one byte", 2, "(truncated)" },
+		{ "bit flipped in the state", 3,
+		  "record 'device state' fails its CRC32C check" },
+		{ "wrong magic", 4, "not a vdpa-user migration stream" },
 	};
 
 	snprintf(good, sizeof(good), "%s/good.state", dir);
@@ -453,6 +655,17 @@ static void bad_files(void)
 	rc = CLI("state", "show", good);
 	tap_ok(rc == 0 && has(out, "model vdpa-sim://net") &&
 	       has(out, "queue 1:"), "state show decodes the saved file");
+	snprintf(uri, sizeof(uri), "file:%s", good);
+	rc = CLI("--max-state", "64", "migrate-in", b.name, "--from", uri);
+	tap_ok(rc != 0 && has(err, "larger than the 64-byte cap") &&
+	       strchr(err, '\n') == strrchr(err, '\n'),
+	       "migrate-in --max-state 64: refused before allocating, one line");
+	tap_diag("  %s", err);
+	rc = CLI("--max-state", "64", "state", "show", good);
+	tap_ok(rc != 0 && has(err, "64-byte cap"),
+	       "state show --max-state 64: refused, names the cap");
+	rc = CLI("traffic", b.name, "--count", "1000");
+	tap_is(rc, 0, "destination usable after the refused oversize state");
 	f = fopen(good, "rb");
 	if (!f) {
 		tap_ok(0, "saved file readable (skipping the bad-file cases)");
@@ -477,33 +690,61 @@ static void bad_files(void)
 		if (cases[i].kind == 4) {
 			data[size - 100] ^= 0x10;
 			data[0] ^= 0xff;
-	snprintf(uri, sizeof(uri), "file:%s", good);
-	rc = CLI("--max-state", "64", "migrate-in", b.name, "--from", uri);
-	tap_ok(rc != 0 && has(err, "larger than the 64-byte cap") &&
-	       strchr(err, '\n') == strrchr(err, '\n'),
-	       "migrate-in --max-state 64: refused before allocating, one line");
-	tap_diag("  %s", err);
-	rc = CLI("--max-state", "64", "state", "show", good);
-	tap_ok(rc != 0 && has(err, "64-byte cap"),
-	       "state show --max-state 64: refused, names the cap");
-	rc = CLI("traffic", b.name, "--count", "1000");
-	tap_is(rc, 0, "destination usable after the refused oversize state");
 		}
-		f = fopen(bad, "wb");
-		fwrite(data, 1, n, f);
-		fclose(f);
+		write_file(bad, data, n);
 		snprintf(uri, sizeof(uri), "file:%s", bad);
 		rc = CLI("migrate-in", b.name, "--from", uri);
 		tap_ok(rc != 0 && has(err, "migrate-in: ") &&
+		       has(err, cases[i].says) &&
 		       strchr(err, '\n') == strrchr(err, '\n'),
-		       "migrate-in of a bad file (%s): one-line error, non-zero "
-		       "exit", cases[i].name);
+		       "migrate-in of a bad file (%s): one-line error saying "
+		       "'%s', non-zero exit", cases[i].name, cases[i].says);
 		tap_diag("  %s", err);
 		rc = CLI("traffic", b.name, "--count", "1000");
 		tap_is(rc, 0, "destination usable after the bad file (%s)",
 		       cases[i].name);
 	}
 	data[0] ^= 0xff;
+
+	/* one bit in the driver memory, which has no check of its own */
+	mem = find_record(data, (size_t)size, REC_MEMORY, &mlen);
+	if (!tap_ok(mem > 0 && mlen > 24, "the saved file has a driver-memory "
+		    "record (%zu bytes)", mlen))
+		mem = 0;
+	data[mem + (long)mlen / 2] ^= 0x04;
+	write_file(bad, data, (size_t)size);
+	data[mem + (long)mlen / 2] ^= 0x04;
+	snprintf(uri, sizeof(uri), "file:%s", bad);
+	rc = CLI("migrate-in", b.name, "--from", uri);
+	tap_ok(rc != 0 && has(err, "migrate-in: stream: record 'driver memory' "
+			      "fails its CRC32C check (corrupt)") &&
+	       strchr(err, '\n') == strrchr(err, '\n'),
+	       "migrate-in of a file with one bit flipped in driver memory: "
+	       "refused in one line naming the record");
+	tap_diag("  %s", err);
+	rc = CLI("state", "show", bad);
+	tap_ok(rc != 0 && has(err, "record 'driver memory' fails its CRC32C"),
+	       "state show of that file: refused, names the record");
+	rc = CLI("traffic", b.name, "--count", "1000");
+	tap_is(rc, 0, "destination usable after the flipped driver memory");
+
+	/* the previous release's framing still loads, with a warning */
+	v1 = malloc((size_t)size);
+	v1len = to_version1(data, (size_t)size, v1);
+	write_file(bad, v1, v1len);
+	free(v1);
+	snprintf(warn, sizeof(warn), "warning: %s is a version-1 stream "
+		 "without integrity checks", bad);
+	rc = CLI("-j", "migrate-in", b.name, "--from", uri);
+	tap_ok(v1len && rc == 0 && has(out, "\"lost\":0,") &&
+	       has(out, "\"completed\":20000") && has(err, warn) &&
+	       strchr(err, '\n') == strrchr(err, '\n'),
+	       "migrate-in of a version-1 file: restored, one warning line");
+	if (rc || !has(err, warn))
+		tap_diag("rc %d out %s err %s", rc, out, err);
+	rc = CLI("state", "show", bad);
+	tap_ok(rc == 0 && has(out, "model vdpa-sim://net") && has(err, warn),
+	       "state show of a version-1 file: decoded, with the warning");
 	snprintf(uri, sizeof(uri), "file:%s", good);
 	rc = CLI("-j", "migrate-in", b.name, "--from", uri);
 	tap_ok(rc == 0 && has(out, "\"lost\":0,") &&
@@ -595,10 +836,12 @@ int main(void)
 	blk_writeback(true);
 	blk_writeback(false);
 	fallbacks();
-	destination_failure(false, plain, "destination refuses after suspend");
-	destination_failure(true, plain, "destination dies mid-load");
-	destination_failure(false, nores, "destination refuses, source has "
-			    "no RESUME (reset + reload)");
+	destination_failure(false, plain, "destination refuses after suspend",
+			    2);
+	destination_failure(true, plain, "destination dies mid-load", 2);
+	destination_failure(false, nores, "older destination refuses, source "
+			    "has no RESUME (reset + reload)", 1);
+	unix_stream();
 	sim_crashes();
 	bad_files();
 	kernel_devices();

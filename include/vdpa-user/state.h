@@ -48,10 +48,22 @@ struct vdpa_state_queue {
 	uint64_t desc, avail, used;	/* IOVAs */
 };
 
+#define VDPA_STATE_MAC_TABLE_MAX	64
+
+/*
+ * Net class state: what the driver set through the control queue. The
+ * fields after allmulti travel in their own section (docs/state-format.md),
+ * written only when one of them differs from a reset device's.
+ */
 struct vdpa_state_net {
 	uint8_t mac[6];
 	uint16_t queue_pairs;
 	bool promisc, allmulti;
+	bool alluni, nomulti, nouni, nobcast;	/* VIRTIO_NET_CTRL_RX_* */
+	/* VIRTIO_NET_CTRL_MAC_TABLE_SET: unicast, then multicast entries */
+	uint16_t n_uc, n_mc;
+	uint8_t uc[VDPA_STATE_MAC_TABLE_MAX][6];
+	uint8_t mc[VDPA_STATE_MAC_TABLE_MAX][6];
 };
 
 struct vdpa_state {
@@ -147,12 +159,25 @@ struct vdpa_load_hooks {
 	 */
 	int (*setup_rings)(struct vdpa_dev *dev, const struct vdpa_state *s,
 			   void *opaque);
-	/* After DRIVER_OK, control queue enabled: replay class state. */
+	/*
+	 * After DRIVER_OK, control queue enabled: replay class state. NULL:
+	 * net class state the device's own state does not carry is replayed
+	 * by the library through a control queue of its own, before the
+	 * driver's control-queue ring takes over (needs SUSPEND, RESUME and
+	 * ENABLE_AFTER_DRIVER_OK; refused up front otherwise).
+	 */
 	int (*restore_class)(struct vdpa_dev *dev, const struct vdpa_state *s,
 			     void *opaque);
 	void *opaque;
 	/* The destination's description, if already taken (or NULL). */
 	const struct vdpa_state *dst_desc;
+	/*
+	 * For the library's ring setup (setup_rings NULL): the caller's kick
+	 * and call eventfds by queue index (VDPA_STATE_MAX_QUEUES entries,
+	 * -1: none), or NULL. Each queue given a kick fd is kicked once the
+	 * device runs, for what was published while it moved.
+	 */
+	const int *kick_fds, *call_fds;
 };
 
 /*
@@ -163,6 +188,22 @@ struct vdpa_load_hooks {
 VDPA_EXPORT int vdpa_state_prepare_device(struct vdpa_dev *dev,
 					  uint64_t backend_features,
 					  uint64_t features);
+
+/*
+ * Would s load into dev? The check vdpa_state_load_device() makes before
+ * it sends anything, and `vdpa-user state check`: s must hold a saved
+ * device, fit dev (vdpa_state_compat) and be a state a virtio driver and a
+ * vhost-vdpa device can have been in (docs/state-format.md, "What a load
+ * refuses"). Only reads from dev (its description and capabilities). mem:
+ * the driver memory saved with s (not mapped into dev), or NULL for the
+ * regions mapped into dev; rings no memory holds skip the memory rules.
+ * 0, or -EPROTO (does not fit dev) / -EINVAL (impossible state) / request
+ * errors, with one line in errbuf naming the problem.
+ */
+VDPA_EXPORT int vdpa_state_check_load(struct vdpa_dev *dev,
+				      const struct vdpa_state *s,
+				      const struct vdpa_mem *mem, char *errbuf,
+				      size_t errlen);
 
 /*
  * Load s into dev: compatibility check first (nothing sent before it

@@ -134,6 +134,38 @@ VDPA_EXPORT int vdpa_dev_set_config(struct vdpa_dev *dev, uint32_t off,
 /* Per-queue control. */
 VDPA_EXPORT int vdpa_dev_set_vring_enable(struct vdpa_dev *dev, uint32_t idx,
 					  bool enable);
+/*
+ * Rings the caller owns (a VMM whose guest is the driver): every vring
+ * request at device level, addresses as the caller's IOVAs. The library
+ * remembers what was set through the handle (vdpa_dev_get_vring), which is
+ * what a migration saves and hands over; fds stay the caller's (not
+ * duplicated, not closed), fd -1 unbinds. Errors: those of the request
+ * (-EINVAL, -ENOBUFS bad index, -EBUSY).
+ */
+VDPA_EXPORT int vdpa_dev_set_vring_num(struct vdpa_dev *dev, uint32_t idx,
+				       uint16_t num);
+VDPA_EXPORT int vdpa_dev_set_vring_addr(struct vdpa_dev *dev, uint32_t idx,
+					uint64_t desc, uint64_t avail,
+					uint64_t used);
+VDPA_EXPORT int vdpa_dev_set_vring_base(struct vdpa_dev *dev, uint32_t idx,
+					uint16_t base);
+VDPA_EXPORT int vdpa_dev_set_vring_kick(struct vdpa_dev *dev, uint32_t idx,
+					int fd);
+VDPA_EXPORT int vdpa_dev_set_vring_call(struct vdpa_dev *dev, uint32_t idx,
+					int fd);
+
+/* What was set on queue idx through this handle since the last reset. */
+struct vdpa_vring_info {
+	uint16_t num;			/* 0: not set */
+	uint16_t base;			/* last SET_VRING_BASE */
+	uint64_t desc, avail, used;	/* IOVAs */
+	int kick_fd, call_fd;		/* -1: none */
+	bool enabled;
+	bool configured;		/* num and addresses set */
+};
+VDPA_EXPORT int vdpa_dev_get_vring(struct vdpa_dev *dev, uint32_t idx,
+				   struct vdpa_vring_info *ret);
+
 /* -EINVAL/-ENOBUFS for a bad index, as the kernel. */
 VDPA_EXPORT int vdpa_dev_get_vring_base(struct vdpa_dev *dev, uint32_t idx,
 					uint16_t *ret_base);

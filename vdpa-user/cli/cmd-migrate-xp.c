@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <endian.h>
+#include <vdpa-user/migrate.h>
 #include <vdpa-user/transfer.h>
 
 #include "cli.h"
@@ -67,20 +69,38 @@ static int parse(const char *cmd, const char *uri_opt, int argc, char **argv,
 	return 0;
 }
 
-static int put_verdict(int fd, int err, const char *msg)
+/* The destination's verdict (the library's handshake message). */
+static int put_verdict(int fd, struct vdpa_mig_dst *m, int err,
+		       const char *msg)
 {
-	size_t ml = strlen(msg);
-	uint8_t *b = malloc(4 + ml);
-	int32_t e = err;
-	int r;
+	void *b;
+	size_t len;
+	int r = vdpa_mig_dst_verdict(m, err < 0 ? err : 0, msg, &b, &len);
 
-	if (!b)
-		return -ENOMEM;
-	memcpy(b, &e, 4);
-	memcpy(b + 4, msg, ml);
-	r = stream_put(fd, REC_VERDICT, b, 4 + ml);
+	if (r < 0)
+		return r;
+	r = stream_put(fd, REC_VERDICT, b, len);
 	free(b);
 	return r;
+}
+
+/* A refusal's reason from a verdict payload, made printable. */
+static void verdict_reason(const uint8_t *p, size_t len, char *out,
+			   size_t outlen)
+{
+	size_t i, n = 0;
+
+	for (i = 8; i < len && n + 1 < outlen; i++)
+		out[n++] = p[i] >= 0x20 && p[i] < 0x7f ? (char)p[i] : '?';
+	out[n] = 0;
+}
+
+/* A version-1 stream is still read, but nothing checks it: say so, once. */
+static void warn_v1(const char *uri, unsigned int version)
+{
+	if (version == 1)
+		cli_err("warning: %s is a version-1 stream without integrity "
+			"checks", stream_is_file(uri) ? uri + 5 : uri);
 }
 
 static void print_outcome(const char *what, int r, const char *err,
@@ -168,74 +188,137 @@ static int send_driver(int fd, struct cli_dev *d, struct vdpa_mem *mem,
 	return r;
 }
 
-/* The destination's description (sockets) or NULL for a file. */
-static int get_desc(int fd, struct vdpa_state **ret, char *err, size_t el)
+/*
+ * One record of type want from the destination; a verdict instead of it
+ * is the destination refusing (its reason in err).
+ */
+static int get_reply(int fd, unsigned int version, uint32_t want,
+		     void **ret_buf, size_t *ret_len, char *err, size_t el)
 {
 	uint32_t type;
 	void *buf;
 	size_t len;
-	int r = stream_get_header(fd, PEER_TIMEOUT_MS);
+	int r = stream_get(fd, version, PEER_TIMEOUT_MS, &type, &buf, &len);
 
-	if (!r)
-		r = stream_get(fd, PEER_TIMEOUT_MS, &type, &buf, &len);
 	if (r < 0) {
-		snprintf(err, el, "no description from the destination: %s",
-			 strerror(-r));
+		snprintf(err, el, "%s: %s", r == -EBADMSG || r == -EPROTO ?
+			 "bad record from the destination" :
+			 "destination went away", stream_error());
 		return r;
 	}
-	if (type == REC_VERDICT && len >= 4) {
-		snprintf(err, el, "destination refused: %.*s", (int)(len - 4),
-			 (char *)buf + 4);
+	if (type == REC_VERDICT && want != REC_VERDICT) {
+		char why[256];
+
+		verdict_reason(buf, len, why, sizeof(why));
+		snprintf(err, el, "destination refused: %s",
+			 why[0] ? why : "no reason given");
 		free(buf);
 		return -EPROTO;
 	}
-	r = type == REC_DESC ? vdpa_state_decode(buf, len, 0, ret, err, el) :
-	    -EBADMSG;
-	if (type != REC_DESC)
-		snprintf(err, el, "unexpected record %u from the destination",
-			 type);
+	if (type != want) {
+		snprintf(err, el, "unexpected record %u (%s) from the "
+			 "destination", type, stream_rec_name(type) ?
+			 stream_rec_name(type) : "unknown");
+		free(buf);
+		return -EPROTO;
+	}
+	*ret_buf = buf;
+	*ret_len = len;
+	return 0;
+}
+
+/*
+ * The handshake before anything stops (sockets): the destination's
+ * description, our precheck, our plan, its verdict on preparing.
+ */
+static int handshake(int fd, const char *uri, struct vdpa_mig_src *m,
+		     unsigned int *version, char *err, size_t el)
+{
+	void *buf = NULL;
+	size_t len = 0;
+	int r = stream_get_header(fd, PEER_TIMEOUT_MS, version);
+
+	if (r < 0) {
+		snprintf(err, el, "no answer from the destination: %s",
+			 stream_error());
+		return r;
+	}
+	warn_v1(uri, *version);
+	r = get_reply(fd, *version, REC_DESC, &buf, &len, err, el);
+	if (r < 0)
+		return r;
+	r = vdpa_mig_src_precheck(m, buf, len, err, el);
+	free(buf);
+	if (r < 0)
+		return r;
+	r = vdpa_mig_src_plan(m, &buf, &len);
+	if (!r)
+		r = stream_put(fd, REC_PLAN, buf, len);
+	free(buf);
+	if (r < 0) {
+		snprintf(err, el, "sending the plan: %s", strerror(-r));
+		return r;
+	}
+	r = get_reply(fd, *version, REC_VERDICT, &buf, &len, err, el);
+	if (r < 0)
+		return r;
+	/* prepared, or the reason it could not */
+	if (len >= 8 && ((int32_t)le32toh(*(uint32_t *)((uint8_t *)buf + 4))) < 0) {
+		char why[256];
+
+		verdict_reason(buf, len, why, sizeof(why));
+		snprintf(err, el, "destination refused: %s", why);
+		r = -EPROTO;
+	} else if (len < 8) {
+		snprintf(err, el, "destination sent a malformed verdict");
+		r = -EPROTO;
+	}
 	free(buf);
 	return r;
 }
 
-static int get_verdict(int fd, char *err, size_t el)
+/* The state through the transfer FD (SAVE), into one stream record. */
+static int send_state(int fd, struct vdpa_mig_src *m, size_t *ret_len,
+		      char *err, size_t el)
 {
-	uint32_t type;
-	void *buf;
-	size_t len;
-	int32_t v;
-	int r = stream_get(fd, PEER_TIMEOUT_MS, &type, &buf, &len);
+	void *buf = NULL;
+	size_t len = 0;
+	int rfd, r;
 
-	if (r < 0) {
-		snprintf(err, el, "destination went away: %s", strerror(-r));
+	r = vdpa_mig_src_set_state_fd(m, -1, &rfd, err, el);
+	if (r < 0)
 		return r;
+	r = mig_slurp(rfd, &buf, &len);
+	close(rfd);
+	if (vdpa_mig_src_check_state(m, err, el) < 0 && !r)
+		r = -EIO;
+	else if (r < 0)
+		snprintf(err, el, "reading the state: %s", strerror(-r));
+	if (!r) {
+		r = stream_put(fd, REC_DEVICE_STATE, buf, len);
+		if (r < 0)
+			snprintf(err, el, "sending: %s", strerror(-r));
 	}
-	if (type != REC_VERDICT || len < 4) {
-		free(buf);
-		snprintf(err, el, "no verdict from the destination");
-		return -EPROTO;
-	}
-	memcpy(&v, buf, 4);
-	if (v < 0)
-		snprintf(err, el, "destination failed: %.*s", (int)(len - 4),
-			 (char *)buf + 4);
 	free(buf);
-	return v < 0 ? v : 0;
+	*ret_len = len;
+	return r;
 }
 
 int cmd_migrate_out(int argc, char **argv)
 {
-	struct vdpa_state *desc = NULL, *src_desc = NULL, *saved = NULL;
+	struct vdpa_mig_src_opts so = { 0 };
+	struct vdpa_mig_src *m = NULL;
 	struct vdpa_mem *mem = NULL;
 	struct workload w;
 	struct wl_result res;
 	struct xp_args a;
 	struct cli_dev d;
 	bool file, have_wl = false, stopped = false;
-	double t0 = 0, tw = 0, down = 0;
+	double tw = 0, down = 0;
 	char err[512] = "";
-	void *blob = NULL;
-	size_t len = 0;
+	void *vbuf = NULL;
+	size_t len = 0, vlen = 0;
+	unsigned int version = STREAM_VERSION;
 	int rc, r, fd = -1;
 
 	rc = parse("migrate-out", "--to", argc, argv, &a);
@@ -253,6 +336,14 @@ int cmd_migrate_out(int argc, char **argv)
 	rc = cli_dev_start(&d, mem, (unsigned int)a.queues);
 	if (rc)
 		goto out;
+	so.cap = cli.max_state;
+	so.restore_class = mig_driver_restore_class;
+	so.opaque = &d;
+	r = vdpa_mig_src_new(d.dev, &so, &m);
+	if (r < 0) {
+		rc = cli_errno(r, "%s: describing", a.dev);
+		goto out;
+	}
 	if (a.traffic) {
 		uint64_t count = a.count ? a.count : (d.net ? 100000 : 10000);
 
@@ -274,41 +365,54 @@ int cmd_migrate_out(int argc, char **argv)
 		goto finish;
 	}
 	r = stream_put_header(fd);
-	if (!r && !file)
-		r = get_desc(fd, &desc, err, sizeof(err));
-	if (r < 0) {
-		if (!err[0])
-			snprintf(err, sizeof(err), "%s", strerror(-r));
-		goto finish;
-	}
+	if (r < 0)
+		snprintf(err, sizeof(err), "%s: %s", a.uri, strerror(-r));
 	/* fail early: nothing stopped yet */
-	r = mig_precheck(&d, desc, &src_desc, err, sizeof(err));
+	else if (!file)
+		r = handshake(fd, a.uri, m, &version, err, sizeof(err));
+	else
+		r = vdpa_mig_src_precheck(m, NULL, 0, err, sizeof(err));
 	if (r < 0)
 		goto finish;
-	t0 = cli_now();
-	r = mig_save(&d, src_desc, &saved, err, sizeof(err));
+	r = vdpa_mig_src_switchover(m, err, sizeof(err));
 	if (r < 0)
-		goto finish;
+		goto finish;	/* the library resumed the source */
 	stopped = true;
-	r = vdpa_state_encode(saved, &blob, &len);
-	if (!r)
-		r = send_driver(fd, &d, mem, have_wl ? &w : NULL);
-	if (!r)
-		r = stream_put(fd, REC_DEVICE_STATE, blob, len);
-	if (!r)
-		r = stream_put(fd, REC_END, NULL, 0);
-	if (r < 0) {
+	r = send_driver(fd, &d, mem, have_wl ? &w : NULL);
+	if (r < 0)
 		snprintf(err, sizeof(err), "sending: %s", strerror(-r));
-		goto rollback;
+	if (!r)
+		r = send_state(fd, m, &len, err, sizeof(err));
+	if (!r) {
+		r = stream_put(fd, REC_END, NULL, 0);
+		if (r < 0)
+			snprintf(err, sizeof(err), "sending: %s",
+				 strerror(-r));
 	}
-	if (!file) {
-		r = get_verdict(fd, err, sizeof(err));
+	if (r < 0)
+		goto rollback;
+	if (file) {
+		/* the state is in the file: only now may the source forget */
+		vdpa_mig_src_commit(m);
+	} else {
+		r = get_reply(fd, version, REC_VERDICT, &vbuf, &vlen, err,
+			      sizeof(err));
 		if (r < 0)
 			goto rollback;
+		/* commit on success; rollback (the source resumed) else */
+		r = vdpa_mig_src_finish(m, vbuf, vlen, err, sizeof(err));
+		if (r < 0) {
+			stopped = vdpa_mig_src_suspended(m);
+			goto finish;
+		}
 	}
-	down = (cli_now() - t0) * 1e6;
-	/* the state is out: only now may the source forget */
-	vdpa_dev_reset(d.dev);
+	{
+		const struct vdpa_mig_times *t = vdpa_mig_src_times(m);
+		uint64_t end = t->begin_ns[VDPA_MIG_COMMIT];
+
+		down = end > t->begin_ns[VDPA_MIG_SUSPEND] ?
+		       (double)(end - t->begin_ns[VDPA_MIG_SUSPEND]) / 1e3 : 0;
+	}
 	print_outcome(file ? "saved" : "migrated", 0, "", file ? 0 : down, len,
 		      NULL, 0);
 	rc = 0;
@@ -316,10 +420,9 @@ int cmd_migrate_out(int argc, char **argv)
 
 rollback:
 	{
-		char rb[256];
+		char rb[256] = "";
 
-		if (mig_rollback(&d, mem, saved, rb, sizeof(rb)) == 0) {
-			wl_kick_driver(d.net, d.blk);
+		if (vdpa_mig_src_rollback(m, rb, sizeof(rb)) == 0) {
 			stopped = false;
 		} else {
 			size_t l = strlen(err);
@@ -345,10 +448,8 @@ out:
 		close(fd);
 	if (have_wl)
 		wl_free(&w);
-	free(blob);
-	vdpa_state_free(desc);
-	vdpa_state_free(src_desc);
-	vdpa_state_free(saved);
+	free(vbuf);
+	vdpa_mig_src_free(m);
 	cli_dev_close(&d);
 	vdpa_mem_destroy(mem);
 	return rc;
@@ -357,8 +458,8 @@ out:
 /* ---- destination --------------------------------------------------------- */
 
 struct incoming {
-	void *workload, *drv, *state;
-	size_t workload_len, drv_len, state_len;
+	void *workload, *drv, *state, *plan;
+	size_t workload_len, drv_len, state_len, plan_len;
 	struct vdpa_mem *mem;
 };
 
@@ -380,23 +481,18 @@ static int adopt_memory(const uint8_t *p, size_t len, struct vdpa_mem **ret)
 	return vdpa_mem_set_used(*ret, h[2]);
 }
 
-static int receive(int fd, struct incoming *in, char *err, size_t el)
+static int receive(int fd, unsigned int version, struct incoming *in,
+		   char *err, size_t el)
 {
 	for (;;) {
 		uint32_t type;
 		void *buf;
 		size_t len;
-		int r = stream_get(fd, PEER_TIMEOUT_MS, &type, &buf, &len);
+		int r = stream_get(fd, version, PEER_TIMEOUT_MS, &type, &buf,
+				   &len);
 
-		if (r == -EFBIG) {
-			snprintf(err, el, "stream: device state larger than "
-				 "the %llu-byte cap (--max-state)",
-				 (unsigned long long)cli.max_state);
-			return r;
-		}
 		if (r < 0) {
-			snprintf(err, el, "stream: %s", r == -EPIPE ?
-				 "ended early (truncated)" : strerror(-r));
+			snprintf(err, el, "stream: %s", stream_error());
 			return r;
 		}
 		switch (type) {
@@ -412,17 +508,21 @@ static int receive(int fd, struct incoming *in, char *err, size_t el)
 			return 0;
 		case REC_WORKLOAD:
 		case REC_DRIVER_VQS:
-		case REC_DEVICE_STATE: {
+		case REC_DEVICE_STATE:
+		case REC_PLAN: {
 			void **slot = type == REC_WORKLOAD ? &in->workload :
 				      type == REC_DRIVER_VQS ? &in->drv :
+				      type == REC_PLAN ? &in->plan :
 				      &in->state;
 			size_t *sl = type == REC_WORKLOAD ? &in->workload_len :
 				     type == REC_DRIVER_VQS ? &in->drv_len :
+				     type == REC_PLAN ? &in->plan_len :
 				     &in->state_len;
 
 			if (*slot) {
 				free(buf);
-				snprintf(err, el, "record %u twice", type);
+				snprintf(err, el, "stream: record '%s' twice",
+					 stream_rec_name(type));
 				return -EBADMSG;
 			}
 			*slot = buf;
@@ -446,38 +546,52 @@ static int receive(int fd, struct incoming *in, char *err, size_t el)
 	}
 }
 
-/* The device state through the transfer-FD interface, as a back-end would. */
-static int load_blob(const void *blob, size_t len, const struct vdpa_state *desc,
-		     struct vdpa_state **ret, char *err, size_t el)
+/* The plan, before the source stops: prepare, and say whether we could. */
+static int prepare(int fd, unsigned int version, struct vdpa_mig_dst *m,
+		   char *err, size_t el)
 {
-	struct vdpa_transfer_opts o = { .compat_with = desc,
-					.cap = cli.max_state };
-	struct vdpa_transfer *t;
-	int wfd, r;
+	uint32_t type;
+	void *buf;
+	size_t len;
+	int r = stream_get(fd, version, PEER_TIMEOUT_MS, &type, &buf, &len);
 
-	r = vdpa_transfer_set_fd(VDPA_TRANSFER_LOAD,
-				 VDPA_TRANSFER_PHASE_STOPPED, -1, NULL, 0, &o,
-				 &t, &wfd);
 	if (r < 0) {
-		snprintf(err, el, "transfer fd: %s", strerror(-r));
+		snprintf(err, el, "stream: %s", stream_error());
 		return r;
 	}
+	if (type != REC_PLAN) {
+		free(buf);
+		snprintf(err, el, "stream: expected the source's plan, got "
+			 "record %u (%s)", type, stream_rec_name(type) ?
+			 stream_rec_name(type) : "unknown");
+		return -EPROTO;
+	}
+	r = vdpa_mig_dst_prepare(m, buf, len, err, el);
+	free(buf);
+	if (!r)
+		r = put_verdict(fd, m, 0, NULL);
+	return r;
+}
+
+/* The state through the transfer FD (LOAD), as a back-end takes it. */
+static int load_state(struct vdpa_mig_dst *m, const void *blob, size_t len,
+		      char *err, size_t el)
+{
+	int wfd, r;
+
+	r = vdpa_mig_dst_set_state_fd(m, -1, &wfd, err, el);
+	if (r < 0)
+		return r;
 	r = io_write_full(wfd, blob, len);
 	close(wfd);
-	if (!r || r == -EPIPE)
-		r = vdpa_transfer_check(t);
-	if (r < 0)
-		snprintf(err, el, "%s", vdpa_transfer_error(t)[0] ?
-			 vdpa_transfer_error(t) : strerror(-r));
-	else
-		*ret = vdpa_transfer_take_state(t);
-	vdpa_transfer_free(t);
-	return r;
+	/* a writer cut short (EPIPE) is explained by the check */
+	return vdpa_mig_dst_check_state(m, err, el);
 }
 
 int cmd_migrate_in(int argc, char **argv)
 {
-	struct vdpa_state *desc = NULL, *state = NULL;
+	struct vdpa_mig_dst_opts dopt = { 0 };
+	struct vdpa_mig_dst *m = NULL;
 	struct incoming in = { 0 };
 	struct workload w;
 	struct wl_result res;
@@ -485,10 +599,11 @@ int cmd_migrate_in(int argc, char **argv)
 	struct cli_dev d;
 	bool file, have_wl = false;
 	char err[512] = "";
-	double t0, tw;
+	double t0 = 0, tw;
 	void *dbuf = NULL;
 	size_t dlen;
-	uint32_t cls;
+	uint32_t cls, i;
+	unsigned int version;
 	int rc, r, fd = -1;
 
 	rc = parse("migrate-in", "--from", argc, argv, &a);
@@ -498,7 +613,10 @@ int cmd_migrate_in(int argc, char **argv)
 	rc = cli_dev_open(a.dev, &d);
 	if (rc)
 		return rc;
-	r = vdpa_state_describe(d.dev, &desc);
+	dopt.cap = cli.max_state;
+	dopt.restore_class = mig_driver_restore_class;
+	dopt.opaque = &d;
+	r = vdpa_mig_dst_new(d.dev, &dopt, &m);
 	if (r < 0) {
 		rc = cli_errno(r, "%s: describing", a.dev);
 		goto out;
@@ -508,15 +626,14 @@ int cmd_migrate_in(int argc, char **argv)
 		snprintf(err, sizeof(err), "%s: %s", a.uri, strerror(-r));
 		goto fail;
 	}
-	r = stream_get_header(fd, PEER_TIMEOUT_MS);
+	r = stream_get_header(fd, PEER_TIMEOUT_MS, &version);
 	if (r < 0) {
-		snprintf(err, sizeof(err), "%s: %s", a.uri, r == -EBADMSG ?
-			 "not a vdpa-user migration stream" : r == -EPIPE ?
-			 "empty or truncated stream" : strerror(-r));
+		snprintf(err, sizeof(err), "%s: %s", a.uri, stream_error());
 		goto fail;
 	}
+	warn_v1(a.uri, version);
 	if (!file) {
-		r = vdpa_state_encode(desc, &dbuf, &dlen);
+		r = vdpa_mig_dst_describe(m, &dbuf, &dlen);
 		if (!r)
 			r = stream_put_header(fd);
 		if (!r)
@@ -527,15 +644,15 @@ int cmd_migrate_in(int argc, char **argv)
 				 strerror(-r));
 			goto fail;
 		}
+		/* while the source still runs */
+		r = prepare(fd, version, m, err, sizeof(err));
+		if (r < 0)
+			goto fail;
 	}
-	r = receive(fd, &in, err, sizeof(err));
+	r = receive(fd, version, &in, err, sizeof(err));
 	if (r < 0)
 		goto fail;
 	t0 = cli_now();
-	/* decode and check everything before the device is touched */
-	r = load_blob(in.state, in.state_len, desc, &state, err, sizeof(err));
-	if (r < 0)
-		goto fail;
 	r = -EBADMSG;
 	if (in.drv_len >= 4)
 		memcpy(&cls, in.drv, 4);
@@ -545,6 +662,17 @@ int cmd_migrate_in(int argc, char **argv)
 			 a.dev);
 		goto fail;
 	}
+	/* the driver's memory first: the load check reads its rings */
+	r = vdpa_mem_map(d.dev, in.mem);
+	if (r < 0 && r != -EEXIST) {
+		snprintf(err, sizeof(err), "mapping the driver memory: %s",
+			 strerror(-r));
+		goto fail;
+	}
+	/* decode and check everything before the device is started */
+	r = load_state(m, in.state, in.state_len, err, sizeof(err));
+	if (r < 0)
+		goto fail;
 	r = cls == DRV_NET ?
 	    vdpa_net_restore(in.mem, (uint8_t *)in.drv + 4, in.drv_len - 4,
 			     &d.net) :
@@ -553,6 +681,14 @@ int cmd_migrate_in(int argc, char **argv)
 	if (r < 0) {
 		snprintf(err, sizeof(err), "driver state: %s", strerror(-r));
 		goto fail;
+	}
+	/* the driver's eventfds go with its rings */
+	for (i = 0; i < VDPA_STATE_MAX_QUEUES; i++) {
+		struct vdpa_vq *vq = mig_driver_vq(&d, i);
+
+		if (vq)
+			vdpa_mig_dst_set_vring_fds(m, i, vdpa_vq_kick_fd(vq),
+						   vdpa_vq_call_fd(vq));
 	}
 	if (in.workload) {
 		r = wl_adopt(&w, d.net, d.blk, in.workload, in.workload_len);
@@ -563,12 +699,12 @@ int cmd_migrate_in(int argc, char **argv)
 		}
 		have_wl = true;
 	}
-	r = mig_load(&d, &d, in.mem, state, desc, err, sizeof(err));
+	r = vdpa_mig_dst_start(m, err, sizeof(err));
 	if (r < 0)
 		goto fail;
-	wl_kick_driver(d.net, d.blk);
+	mig_set_driver_dev(&d, d.dev);
 	if (!file)
-		put_verdict(fd, 0, "ok");
+		put_verdict(fd, m, 0, NULL);
 	close(fd);
 	fd = -1;
 	tw = cli_now();
@@ -584,7 +720,9 @@ int cmd_migrate_in(int argc, char **argv)
 
 fail:
 	if (fd >= 0 && !file)
-		put_verdict(fd, r < 0 ? r : -EIO, err);
+		put_verdict(fd, m, r < 0 ? r : -EIO, err);
+	/* nothing of it may stay on the device */
+	vdpa_dev_reset(d.dev);
 	print_outcome("migrate-in", -1, err, 0, in.state_len, NULL, 0);
 	if (!cli.json)
 		cli_err("migrate-in: %s; %s left reset and unused", err, a.dev);
@@ -594,11 +732,11 @@ out:
 		close(fd);
 	if (have_wl)
 		wl_free(&w);
-	vdpa_state_free(desc);
-	vdpa_state_free(state);
+	vdpa_mig_dst_free(m);
 	free(in.workload);
 	free(in.drv);
 	free(in.state);
+	free(in.plan);
 	cli_dev_close(&d);
 	vdpa_mem_destroy(in.mem);
 	return rc;

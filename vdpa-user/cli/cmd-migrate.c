@@ -59,6 +59,36 @@ static int parse(int argc, char **argv, struct mig_args *a)
 	return 0;
 }
 
+/* The steps inside the downtime, for the breakdown. */
+enum { BD_SUSPEND, BD_SAVE, BD_TRANSFER, BD_LOAD, BD_START, BD_N };
+static const char *const bd_names[BD_N] = {
+	"suspend", "save", "transfer", "load", "start",
+};
+
+static double span_us(uint64_t a, uint64_t b)
+{
+	return a && b > a ? (double)(b - a) / 1e3 : 0;
+}
+
+static void breakdown(const struct vdpa_mig_result *r, double *out)
+{
+	const struct vdpa_mig_times *s = &r->src, *d = &r->dst;
+	uint64_t xfer_end = d->end_ns[VDPA_MIG_TRANSFER] >
+			    s->end_ns[VDPA_MIG_TRANSFER] ?
+			    d->end_ns[VDPA_MIG_TRANSFER] :
+			    s->end_ns[VDPA_MIG_TRANSFER];
+
+	out[BD_SUSPEND] = span_us(s->begin_ns[VDPA_MIG_SUSPEND],
+				  s->end_ns[VDPA_MIG_SUSPEND]);
+	out[BD_SAVE] = span_us(s->begin_ns[VDPA_MIG_SAVE],
+			       s->end_ns[VDPA_MIG_SAVE]);
+	out[BD_TRANSFER] = span_us(s->begin_ns[VDPA_MIG_TRANSFER], xfer_end);
+	out[BD_LOAD] = span_us(d->begin_ns[VDPA_MIG_LOAD],
+			       d->end_ns[VDPA_MIG_LOAD]);
+	out[BD_START] = span_us(d->begin_ns[VDPA_MIG_START],
+				d->end_ns[VDPA_MIG_START]);
+}
+
 static int cmp_dbl(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -102,7 +132,8 @@ int cmd_migrate(int argc, char **argv)
 	struct workload w;
 	struct wl_result res = { 0 };
 	struct json j;
-	double *downs = NULL, t0 = 0, secs = 0;
+	double *downs = NULL, *steps = NULL, t0 = 0, secs = 0;
+	double med[BD_N] = { 0 };
 	size_t state_bytes = 0;
 	uint64_t done = 0, k;
 	char err[512] = "";
@@ -127,7 +158,8 @@ int cmd_migrate(int argc, char **argv)
 	if (rc)
 		goto out;
 	downs = calloc(a.iterations, sizeof(*downs));
-	if (!downs) {
+	steps = calloc(a.iterations * BD_N, sizeof(*steps));
+	if (!downs || !steps) {
 		rc = cli_errno(-ENOMEM, "migrate");
 		goto out;
 	}
@@ -166,6 +198,7 @@ int cmd_migrate(int argc, char **argv)
 			rolled = st.rolled_back;
 			break;
 		}
+		breakdown(&st.times, steps + done * BD_N);
 		downs[done++] = st.downtime_us;
 		state_bytes = st.state_bytes;
 		cur = !cur;
@@ -181,6 +214,18 @@ int cmd_migrate(int argc, char **argv)
 		wl_result(&w, &res);
 	}
 	qsort(downs, done, sizeof(*downs), cmp_dbl);
+	for (k = 0; k < BD_N && done; k++) {
+		double *col = calloc(done, sizeof(*col));
+		uint64_t i;
+
+		for (i = 0; col && i < done; i++)
+			col[i] = steps[i * BD_N + k];
+		if (col) {
+			qsort(col, done, sizeof(*col), cmp_dbl);
+			med[k] = pct(col, done, 0.5);
+		}
+		free(col);
+	}
 	json_init(&j, stdout, cli.pretty);
 	if (cli.json) {
 		json_obj_open(&j, NULL);
@@ -194,6 +239,10 @@ int cmd_migrate(int argc, char **argv)
 		json_dbl(&j, "downtime_p99_us", pct(downs, done, 0.99));
 		json_dbl(&j, "downtime_max_us", done ? downs[done - 1] : 0);
 		json_u64(&j, "state_bytes", state_bytes);
+		json_obj_open(&j, "downtime_steps_us");
+		for (k = 0; k < BD_N; k++)
+			json_dbl(&j, bd_names[k], med[k]);
+		json_obj_close(&j);
 		if (!have_wl) {
 			json_u64(&j, "requests", 0);
 			json_u64(&j, "lost", 0);
@@ -213,6 +262,12 @@ int cmd_migrate(int argc, char **argv)
 		       pct(downs, done, 0.99), state_bytes,
 		       a.via == VIA_PIPE ? "pipe" : a.via == VIA_SOCKET ?
 		       "socket" : "file");
+		if (done) {
+			printf("downtime by step (median us):");
+			for (k = 0; k < BD_N; k++)
+				printf(" %s %.0f", bd_names[k], med[k]);
+			printf("\n");
+		}
 		if (have_wl)
 			cli_print_result(&j, &res, secs);
 	}
@@ -224,6 +279,7 @@ out:
 	if (have_wl)
 		wl_free(&w);
 	free(downs);
+	free(steps);
 	cli_dev_close(&dev[0]);
 	cli_dev_close(&dev[1]);
 	vdpa_mem_destroy(mem);

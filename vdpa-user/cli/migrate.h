@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <vdpa-user/migrate.h>
 #include <vdpa-user/state.h>
 
 #include "devopen.h"
@@ -15,40 +16,24 @@ struct mig_stats {
 	double downtime_us;	/* SRC suspended -> DST running again */
 	size_t state_bytes;
 	bool rolled_back;	/* failed after suspend; SRC resumed */
+	struct vdpa_mig_result times;	/* the library's per-step times */
 };
 
 enum mig_via { VIA_PIPE, VIA_SOCKET, VIA_FILE };
 
+/* The CLI's driver queue idx (net or blk), or NULL. */
+struct vdpa_vq *mig_driver_vq(struct cli_dev *drv, uint32_t idx);
+/* The driver carries on with dev. */
+void mig_set_driver_dev(struct cli_dev *drv, struct vdpa_dev *dev);
 /*
- * Refuse early (nothing stopped): no SUSPEND on src, or (dst_desc given) src and dst
- * configurations differ. 0 or -errno with the reason in err.
+ * The restore_class hook of the migration API: the CLI is the driver and
+ * replays the net class state through its own control queue. opaque is
+ * the struct cli_dev holding the driver.
  */
-int mig_precheck(struct cli_dev *src, const struct vdpa_state *dst_desc,
-		 struct vdpa_state **ret_src_desc, char *err, size_t errlen);
-
-/*
- * Ahead of the switch, while the source runs: negotiate the source's
- * features on dst and map the driver memory there.
- */
-int mig_prepare(struct cli_dev *dst, struct cli_dev *src, struct vdpa_mem *mem,
-		char *err, size_t errlen);
-
-/* Suspend src and save its state (with the driver's class state). */
-int mig_save(struct cli_dev *src, const struct vdpa_state *src_desc,
-	     struct vdpa_state **ret, char *err, size_t errlen);
-
-/*
- * Load s into dst; the driver (src->net / src->blk, rings in mem) continues
- * there. On success dst takes over the driver: dst->net/blk are set and
- * src's are cleared.
- */
-int mig_load(struct cli_dev *dst, struct cli_dev *src_driver,
-	     struct vdpa_mem *mem, const struct vdpa_state *s,
-	     const struct vdpa_state *dst_desc, char *err, size_t errlen);
-
-/* After a failure past suspend: RESUME, or reset and reload s into src. */
-int mig_rollback(struct cli_dev *src, struct vdpa_mem *mem,
-		 const struct vdpa_state *s, char *err, size_t errlen);
+int mig_driver_restore_class(struct vdpa_dev *dev, const struct vdpa_state *s,
+			     void *opaque);
+/* Read fd to EOF (the front-end's side of a SAVE), at most cli.max_state. */
+int mig_slurp(int fd, void **ret_buf, size_t *ret_len);
 
 /* One in-process migration src -> dst, the blob moved through via. */
 int mig_once(struct cli_dev *src, struct cli_dev *dst, struct vdpa_mem *mem,

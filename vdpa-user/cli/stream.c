@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -13,13 +16,8 @@
 
 #include <vdpa-user/state.h>
 
+#include "crc32c.h"
 #include "stream.h"
-
-struct rec_hdr {
-	uint32_t type;
-	uint32_t reserved;
-	uint64_t len;
-};
 
 int io_write_full(int fd, const void *buf, size_t len)
 {
@@ -251,32 +249,154 @@ out_unlink:
 	return err;
 }
 
+/*
+ * Framing (docs/migration.md, "The migration stream"). Version 2, little
+ * endian:
+ *   header: le64 magic, le32 version, le32 CRC32C of the 12 bytes before
+ *   record: le32 type, le32 reserved (0), le64 length,
+ *	     le32 header CRC32C (of the 16 bytes before),
+ *	     le32 record CRC32C (of the 16 header bytes, then the payload),
+ *	     payload
+ * The header CRC lets a damaged length be refused before anything is
+ * read or allocated for it. Version 1 (read only): host-order u64 magic,
+ * u64 version; records u32 type, u32 reserved, u64 length, payload.
+ */
+#define HDR_LEN		16
+#define REC_HDR_LEN	24
+#define REC_HDR_V1_LEN	16
+
+static __thread char last_error[192];
+
+static int fail(int err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static int fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+const char *stream_error(void)
+{
+	return last_error[0] ? last_error : "no error";
+}
+
+const char *stream_rec_name(uint32_t type)
+{
+	static const char *const names[] = {
+		[REC_END] = "end",
+		[REC_DESC] = "description",
+		[REC_WORKLOAD] = "workload",
+		[REC_MEMORY] = "driver memory",
+		[REC_DRIVER_VQS] = "driver queues",
+		[REC_DEVICE_STATE] = "device state",
+		[REC_VERDICT] = "verdict",
+		[REC_PLAN] = "plan",
+	};
+
+	return type < sizeof(names) / sizeof(names[0]) ? names[type] : NULL;
+}
+
+/* "record 'driver memory'" or "record type 9", for messages */
+static const char *rec_what(uint32_t type, char *buf, size_t len)
+{
+	const char *name = stream_rec_name(type);
+
+	if (name)
+		snprintf(buf, len, "record '%s'", name);
+	else
+		snprintf(buf, len, "record type %u", type);
+	return buf;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	v = htole32(v);
+	memcpy(p, &v, 4);
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	v = htole64(v);
+	memcpy(p, &v, 8);
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return le32toh(v);
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return le64toh(v);
+}
+
 int stream_put_header(int fd)
 {
-	uint64_t h[2] = { STREAM_MAGIC, STREAM_VERSION };
+	uint8_t h[HDR_LEN];
 
+	put_le64(h, STREAM_MAGIC);
+	put_le32(h + 8, STREAM_VERSION);
+	put_le32(h + 12, crc32c(0, h, 12));
 	return io_write_full(fd, h, sizeof(h));
 }
 
-int stream_get_header(int fd, int timeout_ms)
+int stream_get_header(int fd, int timeout_ms, unsigned int *ret_version)
 {
-	uint64_t h[2];
+	uint8_t h[HDR_LEN];
+	uint64_t magic_v1, version_v1;
+	uint32_t version;
 	int err = io_read_full(fd, h, sizeof(h), timeout_ms);
 
 	if (err < 0)
-		return err;
-	if (h[0] != STREAM_MAGIC)
-		return -EBADMSG;
-	if (h[1] != STREAM_VERSION)
-		return -EPROTONOSUPPORT;
+		return fail(err, "%s", err == -EPIPE ?
+			    "empty or truncated stream" : strerror(-err));
+	/* version 1: host order, no check */
+	memcpy(&magic_v1, h, 8);
+	memcpy(&version_v1, h + 8, 8);
+	if (magic_v1 == STREAM_MAGIC && version_v1 == 1) {
+		if (ret_version)
+			*ret_version = 1;
+		return 0;
+	}
+	if (get_le64(h) != STREAM_MAGIC)
+		return fail(-EPROTO, "not a vdpa-user migration stream");
+	/* the check first: a damaged version is corruption, not a version */
+	if (get_le32(h + 12) != crc32c(0, h, 12))
+		return fail(-EBADMSG, "the stream header fails its CRC32C "
+			    "check (corrupt)");
+	version = get_le32(h + 8);
+	if (version != STREAM_VERSION)
+		return fail(-EPROTONOSUPPORT, "stream version %u is not "
+			    "supported (this build reads 1 and %u)", version,
+			    STREAM_VERSION);
+	if (ret_version)
+		*ret_version = version;
 	return 0;
 }
 
 int stream_put(int fd, uint32_t type, const void *buf, size_t len)
 {
-	struct rec_hdr h = { .type = type, .len = len };
-	int err = io_write_full(fd, &h, sizeof(h));
+	uint8_t h[REC_HDR_LEN];
+	uint32_t hcrc;
+	int err;
 
+	put_le32(h, type);
+	put_le32(h + 4, 0);
+	put_le64(h + 8, len);
+	hcrc = crc32c(0, h, 16);
+	put_le32(h + 16, hcrc);
+	put_le32(h + 20, crc32c(hcrc, buf, len));
+	err = io_write_full(fd, h, sizeof(h));
 	if (err < 0 || !len)
 		return err;
 	return io_write_full(fd, buf, len);
@@ -289,31 +409,66 @@ void stream_set_state_cap(uint64_t cap)
 	state_cap = cap;
 }
 
-int stream_get(int fd, int timeout_ms, uint32_t *ret_type, void **ret_buf,
-	       size_t *ret_len)
+int stream_get(int fd, unsigned int version, int timeout_ms,
+	       uint32_t *ret_type, void **ret_buf, size_t *ret_len)
 {
-	struct rec_hdr h;
+	uint8_t h[REC_HDR_LEN];
+	uint32_t type, reserved, hcrc = 0;
+	uint64_t len;
 	void *buf = NULL;
-	int err = io_read_full(fd, &h, sizeof(h), timeout_ms);
+	char what[48];
+	int err;
 
+	*ret_type = UINT32_MAX;
+	if (version != 1 && version != STREAM_VERSION)
+		return fail(-EINVAL, "no stream version %u", version);
+	err = io_read_full(fd, h, version == 1 ? REC_HDR_V1_LEN : REC_HDR_LEN,
+			   timeout_ms);
 	if (err < 0)
-		return err;
-	if (h.reserved || h.len > STREAM_RECORD_MAX)
-		return -EBADMSG;
-	if (h.type == REC_DEVICE_STATE && h.len > state_cap)
-		return -EFBIG;
-	if (h.len) {
-		buf = malloc(h.len);
+		return fail(err, "%s", err == -EPIPE ?
+			    "ended early (truncated)" : strerror(-err));
+	if (version == 1) {
+		memcpy(&type, h, 4);
+		memcpy(&reserved, h + 4, 4);
+		memcpy(&len, h + 8, 8);
+	} else {
+		type = get_le32(h);
+		reserved = get_le32(h + 4);
+		len = get_le64(h + 8);
+		hcrc = get_le32(h + 16);
+	}
+	*ret_type = type;
+	rec_what(type, what, sizeof(what));
+	if (version != 1 && hcrc != crc32c(0, h, 16))
+		return fail(-EBADMSG, "the header of %s fails its CRC32C check "
+			    "(corrupt)", what);
+	if (reserved)
+		return fail(-EPROTO, "%s has reserved bits set", what);
+	if (len > STREAM_RECORD_MAX)
+		return fail(-EPROTO, "%s of %llu bytes, over the %llu-byte "
+			    "limit", what, (unsigned long long)len,
+			    STREAM_RECORD_MAX);
+	if (type == REC_DEVICE_STATE && len > state_cap)
+		return fail(-EFBIG, "device state larger than the %llu-byte "
+			    "cap (--max-state)", (unsigned long long)state_cap);
+	if (len) {
+		buf = malloc(len);
 		if (!buf)
-			return -ENOMEM;
-		err = io_read_full(fd, buf, h.len, timeout_ms);
+			return fail(-ENOMEM, "%s of %llu bytes: %s", what,
+				    (unsigned long long)len, strerror(ENOMEM));
+		err = io_read_full(fd, buf, len, timeout_ms);
 		if (err < 0) {
 			free(buf);
-			return err;
+			return fail(err, "%s %s", what, err == -EPIPE ?
+				    "ends early (truncated)" : strerror(-err));
 		}
 	}
-	*ret_type = h.type;
+	if (version != 1 && get_le32(h + 20) != crc32c(hcrc, buf, len)) {
+		free(buf);
+		return fail(-EBADMSG, "%s fails its CRC32C check (corrupt)",
+			    what);
+	}
 	*ret_buf = buf;
-	*ret_len = h.len;
+	*ret_len = len;
 	return 0;
 }

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The front-end's migration stream between migrate-out and migrate-in
- * (docs/migration.md, "The migration stream"): typed, length-prefixed records over a unix
- * socket, a TCP connection or a file.
+ * (docs/migration.md, "The migration stream"): typed, length-prefixed
+ * records over a unix socket, a TCP connection or a file. Version 2
+ * (written) is little endian and checks the header and every record with
+ * CRC32C; version 1 (host order, no checks) is still read.
  */
 #ifndef VDPA_CLI_STREAM_H
 #define VDPA_CLI_STREAM_H
@@ -11,7 +13,7 @@
 #include <stdint.h>
 
 #define STREAM_MAGIC	0x3147494d41504456ull	/* "VDPAMIG1" */
-#define STREAM_VERSION	1u
+#define STREAM_VERSION	2u
 /* Largest record accepted by stream_get(); the device state has its own cap. */
 #define STREAM_RECORD_MAX (1024ull * 1024 * 1024)
 
@@ -23,6 +25,11 @@ enum stream_rec {
 	REC_DRIVER_VQS = 4,	/* driver-side virtqueue bookkeeping */
 	REC_DEVICE_STATE = 5,	/* the vdpa state blob (docs/state-format.md) */
 	REC_VERDICT = 6,	/* destination -> source: i32 0 or -errno + text */
+	/*
+	 * source -> destination before SUSPEND: the negotiated features and
+	 * ring layout, a state blob without bases
+	 */
+	REC_PLAN = 7,
 };
 
 /* uri: unix:PATH, tcp:HOST:PORT, file:PATH. -EINVAL on a malformed uri. */
@@ -32,8 +39,16 @@ int stream_accept(const char *uri, int timeout_ms, int *ret_fd);
 /* True when the uri is a file: (no peer to talk back). */
 int stream_is_file(const char *uri);
 
+/* Writes a version STREAM_VERSION header; stream_put() writes its records. */
 int stream_put_header(int fd);
-int stream_get_header(int fd, int timeout_ms);
+/*
+ * Reads and checks the header. *ret_version (may be NULL) is the version
+ * seen, 1 (no integrity checks: tell the user) or STREAM_VERSION; pass it
+ * to every stream_get() on this fd. -EPROTO: not a migration stream,
+ * -EBADMSG: the header fails its CRC32C check, -EPROTONOSUPPORT: another
+ * version, -EPIPE: empty or truncated.
+ */
+int stream_get_header(int fd, int timeout_ms, unsigned int *ret_version);
 int stream_put(int fd, uint32_t type, const void *buf, size_t len);
 /*
  * Largest REC_DEVICE_STATE accepted by stream_get(), checked against the
@@ -42,11 +57,24 @@ int stream_put(int fd, uint32_t type, const void *buf, size_t len);
  */
 void stream_set_state_cap(uint64_t cap);
 /*
- * Reads one record; *ret_buf is malloc'd (NULL when len 0). -EFBIG for a
- * device state above the cap, -EBADMSG for a malformed header.
+ * Reads one record of a stream of the given version; *ret_buf is malloc'd
+ * (NULL when len 0). Errors: -EBADMSG when the record (header or payload)
+ * fails its CRC32C check, -EPROTO for a record header no writer makes
+ * (reserved bits, a length above STREAM_RECORD_MAX), -EFBIG for a device
+ * state above the cap, -EPIPE when the stream ends early. Once its header
+ * is read, *ret_type is the record's type (as read) even on failure, else
+ * UINT32_MAX. Sizes are checked before anything is allocated.
  */
-int stream_get(int fd, int timeout_ms, uint32_t *ret_type, void **ret_buf,
-	       size_t *ret_len);
+int stream_get(int fd, unsigned int version, int timeout_ms,
+	       uint32_t *ret_type, void **ret_buf, size_t *ret_len);
+/*
+ * One line (no prefix) saying why this thread's last failed
+ * stream_get_header() or stream_get() failed, naming the record, e.g.
+ * "record 'driver memory' fails its CRC32C check (corrupt)".
+ */
+const char *stream_error(void);
+/* A record type's name for messages ("driver memory"), NULL if unknown. */
+const char *stream_rec_name(uint32_t type);
 
 /* Full read/write with a timeout (-ETIMEDOUT); EOF mid-way is -EPIPE. */
 int io_write_full(int fd, const void *buf, size_t len);

@@ -32,6 +32,65 @@ static void shadow_forget(struct vdpa_dev_shadow *s)
 	s->features_set = false;
 }
 
+/* A reset forgets the rings and the class state, not the kick/call fds'
+ * meaning: those are re-sent by whoever sets the rings up again. */
+static void dev_forget(struct vdpa_dev *dev)
+{
+	shadow_forget(&dev->shadow);
+	netcls_reset(dev);
+}
+
+int dev_prov_config(struct vdpa_dev *dev, void *buf, uint32_t len)
+{
+	if (len > VDPA_PROV_CONFIG_MAX)
+		return -EINVAL;
+	if (!dev->prov_valid) {
+		const struct vdpa_caps *caps = NULL;
+		uint32_t n;
+		int err;
+
+		err = dev_caps(dev, &caps);
+		if (err < 0)
+			return err;
+		n = caps->config_size < VDPA_PROV_CONFIG_MAX ?
+		    caps->config_size : VDPA_PROV_CONFIG_MAX;
+		memset(dev->prov_config, 0, sizeof(dev->prov_config));
+		err = n ? vdpa_dev_get_config(dev, 0, dev->prov_config, n) : 0;
+		if (err < 0)
+			return err;
+		dev->prov_config_len = n;
+		/*
+		 * Before the driver started the device, this is how it was
+		 * provisioned; after (the snapshot failed then), the best
+		 * there is, and asked again next time.
+		 */
+		dev->prov_valid = !dev->shadow.driver_ok_seen;
+	}
+	memcpy(buf, dev->prov_config, len);
+	return 0;
+}
+
+/*
+ * Before the driver first starts the device or writes its config, keep
+ * the config space as provisioned.
+ */
+static void snapshot_provisioned(struct vdpa_dev *dev, unsigned long request,
+				 const void *arg)
+{
+	uint8_t tmp[VDPA_PROV_CONFIG_MAX];
+
+	if (dev->prov_valid || dev->shadow.driver_ok_seen)
+		return;
+	if (request == VHOST_VDPA_SET_STATUS &&
+	    !(*(const uint8_t *)arg & VIRTIO_CONFIG_S_DRIVER_OK))
+		return;
+	if (request != VHOST_VDPA_SET_STATUS &&
+	    request != VHOST_VDPA_SET_CONFIG)
+		return;
+	dev_prov_config(dev, tmp, 0);
+	dev->shadow.driver_ok_seen = true;
+}
+
 /* Record what was set, so migration knows ring addresses and sizes. */
 static void shadow_update(struct vdpa_dev *dev, unsigned long request,
 			  const void *arg)
@@ -57,7 +116,7 @@ static void shadow_update(struct vdpa_dev *dev, unsigned long request,
 		      (1ULL << VHOST_BACKEND_F_IOTLB_PERSIST)))
 			s->remap_pending = true;
 		if (s->status == 0)
-			shadow_forget(s);
+			dev_forget(dev);
 		break;
 	case VHOST_SET_VRING_NUM:
 		if (st->index < VDPA_MAX_VQS) {
@@ -84,6 +143,21 @@ static void shadow_update(struct vdpa_dev *dev, unsigned long request,
 		if (st->index < VDPA_MAX_VQS)
 			s->vq[st->index].enabled = st->num != 0;
 		break;
+	case VHOST_SET_VRING_KICK:
+	case VHOST_SET_VRING_CALL: {
+		const struct vhost_vring_file *f = arg;
+
+		if (f->index >= VDPA_MAX_VQS)
+			break;
+		if (request == VHOST_SET_VRING_KICK) {
+			s->vq[f->index].kick_fd = f->fd;
+			s->vq[f->index].kick_set = true;
+		} else {
+			s->vq[f->index].call_fd = f->fd;
+			s->vq[f->index].call_set = true;
+		}
+		break;
+	}
 	default:
 		break;
 	}
@@ -96,6 +170,8 @@ int vdpa_dev_call(struct vdpa_dev *dev, unsigned long request, void *arg)
 
 	if (!dev || dev->fd < 0)
 		return -EBADF;
+	if (arg)
+		snapshot_provisioned(dev, request, arg);
 	if (vdpa_log_enabled(LOG_DEBUG))
 		t0 = now_ns();
 	r = dev->ops->call(dev, request, arg);
@@ -444,7 +520,7 @@ int vdpa_dev_reset(struct vdpa_dev *dev)
 		 * forgets the known status), the IOTLB as the library left
 		 * it: no request, but forget what a reset forgets.
 		 */
-		shadow_forget(&dev->shadow);
+		dev_forget(dev);
 		return 0;
 	}
 	err = vdpa_dev_call(dev, VHOST_VDPA_SET_STATUS, &s);
@@ -534,11 +610,81 @@ int vdpa_dev_set_config(struct vdpa_dev *dev, uint32_t off, const void *buf,
 	return config_io(dev, VHOST_VDPA_SET_CONFIG, off, (void *)buf, len);
 }
 
+/* A vring request carrying a number, or an fd. */
+static int vring_num_req(struct vdpa_dev *dev, unsigned long req,
+			 uint32_t idx, unsigned int num)
+{
+	struct vhost_vring_state s = { .index = idx, .num = num };
+
+	return vdpa_dev_call(dev, req, &s);
+}
+
+static int vring_fd_req(struct vdpa_dev *dev, unsigned long req, uint32_t idx,
+			int fd)
+{
+	struct vhost_vring_file f = { .index = idx, .fd = fd };
+
+	return vdpa_dev_call(dev, req, &f);
+}
+
 int vdpa_dev_set_vring_enable(struct vdpa_dev *dev, uint32_t idx, bool enable)
 {
-	struct vhost_vring_state s = { .index = idx, .num = enable };
+	return vring_num_req(dev, VHOST_VDPA_SET_VRING_ENABLE, idx, enable);
+}
 
-	return vdpa_dev_call(dev, VHOST_VDPA_SET_VRING_ENABLE, &s);
+int vdpa_dev_set_vring_num(struct vdpa_dev *dev, uint32_t idx, uint16_t num)
+{
+	return vring_num_req(dev, VHOST_SET_VRING_NUM, idx, num);
+}
+
+int vdpa_dev_set_vring_addr(struct vdpa_dev *dev, uint32_t idx, uint64_t desc,
+			    uint64_t avail, uint64_t used)
+{
+	struct vhost_vring_addr a = { .index = idx, .desc_user_addr = desc,
+				      .avail_user_addr = avail,
+				      .used_user_addr = used };
+
+	return vdpa_dev_call(dev, VHOST_SET_VRING_ADDR, &a);
+}
+
+int vdpa_dev_set_vring_base(struct vdpa_dev *dev, uint32_t idx, uint16_t base)
+{
+	return vring_num_req(dev, VHOST_SET_VRING_BASE, idx, base);
+}
+
+int vdpa_dev_set_vring_kick(struct vdpa_dev *dev, uint32_t idx, int fd)
+{
+	return vring_fd_req(dev, VHOST_SET_VRING_KICK, idx, fd);
+}
+
+int vdpa_dev_set_vring_call(struct vdpa_dev *dev, uint32_t idx, int fd)
+{
+	return vring_fd_req(dev, VHOST_SET_VRING_CALL, idx, fd);
+}
+
+int vdpa_dev_get_vring(struct vdpa_dev *dev, uint32_t idx,
+		       struct vdpa_vring_info *ret)
+{
+	const struct vdpa_vq_shadow *v;
+
+	if (!dev || !ret)
+		return -EINVAL;
+	if (idx >= VDPA_MAX_VQS)
+		return -ENOBUFS;
+	v = &dev->shadow.vq[idx];
+	memset(ret, 0, sizeof(*ret));
+	ret->num = v->num_set ? (uint16_t)v->num : 0;
+	if (v->addr_set) {
+		ret->desc = v->addr.desc_user_addr;
+		ret->avail = v->addr.avail_user_addr;
+		ret->used = v->addr.used_user_addr;
+	}
+	ret->base = v->base;
+	ret->kick_fd = v->kick_set ? v->kick_fd : -1;
+	ret->call_fd = v->call_set ? v->call_fd : -1;
+	ret->enabled = v->enabled;
+	ret->configured = v->num_set && v->addr_set;
+	return 0;
 }
 
 int vdpa_dev_get_vring_base(struct vdpa_dev *dev, uint32_t idx,

@@ -8,6 +8,7 @@
 
 #include <linux/vhost_types.h>
 #include <vdpa-user/vdpa-user.h>
+#include <vdpa-user/state.h>
 #include <vdpa-user/wire.h>
 
 #define VDPA_MAX_VQS		64
@@ -41,7 +42,8 @@ struct vdpa_vq_shadow {
 	uint32_t num;
 	struct vhost_vring_addr addr;
 	uint16_t base;
-	bool num_set, addr_set, base_set;
+	int kick_fd, call_fd;	/* the caller's eventfds (not owned); -1: none */
+	bool num_set, addr_set, base_set, kick_set, call_set;
 	bool enabled;
 };
 
@@ -53,6 +55,16 @@ struct vdpa_dev_shadow {
 	bool status_known;	/* status was read back after the last write */
 	bool remap_pending;	/* a kernel reset dropped the IOTLB */
 	struct vdpa_vq_shadow vq[VDPA_MAX_VQS];
+	bool driver_ok_seen;	/* DRIVER_OK or SET_CONFIG went through */
+};
+
+#define VDPA_PROV_CONFIG_MAX	64
+
+/* Net class state: what the driver set through the control queue. */
+struct vdpa_netcls {
+	struct vdpa_state_net st;
+	bool changed;		/* a command was recorded since the reset */
+	char unsupported[96];	/* a command the library cannot carry */
 };
 
 struct vdpa_dev {
@@ -65,7 +77,28 @@ struct vdpa_dev {
 	/* what the device offers never changes while it is open: asked once */
 	bool caps_valid;
 	struct vdpa_caps caps;
+	/*
+	 * The configuration the device was provisioned with: config space
+	 * read before the driver first set DRIVER_OK or wrote the config
+	 * through this handle. Migration checks against it, not against
+	 * fields the guest changes later (a MAC set through the CVQ).
+	 */
+	uint8_t prov_config[VDPA_PROV_CONFIG_MAX];
+	uint32_t prov_config_len;
+	bool prov_valid;
+	struct vdpa_netcls netcls;
 };
+
+/*
+ * The provisioned config space (bytes [0, len)); taken now if the driver
+ * has not started the device yet. Errors of GET_CONFIG.
+ */
+int dev_prov_config(struct vdpa_dev *dev, void *buf, uint32_t len);
+
+/* Net class state helpers (netcls.c). */
+void netcls_reset(struct vdpa_dev *dev);
+/* Non-zero when st differs from what a reset device has. */
+bool netcls_is_default(const struct vdpa_state_net *st, const uint8_t *prov_mac);
 
 /* The cached capabilities (asked on first use). */
 int dev_caps(struct vdpa_dev *dev, const struct vdpa_caps **ret);

@@ -11,6 +11,7 @@
 #include <linux/virtio_ids.h>
 #include <linux/virtio_net.h>
 #include <linux/virtio_ring.h>
+#include <vdpa-user/migrate.h>
 #include <vdpa-user/net.h>
 #include <vdpa-user/uapi-ext.h>
 
@@ -139,6 +140,7 @@ static uint64_t wanted_features(const struct vdpa_net_opts *o)
 		     (1ULL << VIRTIO_NET_F_MAC) | (1ULL << VIRTIO_NET_F_MTU) |
 		     (1ULL << VIRTIO_NET_F_STATUS) |
 		     (1ULL << VIRTIO_NET_F_CTRL_RX) |
+		     (1ULL << VIRTIO_NET_F_CTRL_RX_EXTRA) |
 		     (1ULL << VIRTIO_NET_F_CTRL_MAC_ADDR) |
 		     (1ULL << VIRTIO_NET_F_MQ);
 
@@ -484,7 +486,11 @@ int vdpa_net_ctrl(struct vdpa_net *net, uint8_t cls, uint8_t cmd,
 	}
 	if (r < 0)
 		return r;
-	return net->ctrl[CTRL_BUF - 1] == VIRTIO_NET_OK ? 0 : -EIO;
+	if (net->ctrl[CTRL_BUF - 1] != VIRTIO_NET_OK)
+		return -EIO;
+	/* what a migration must carry when the device's state does not */
+	vdpa_dev_net_ctrl_record(net->dev, cls, cmd, data, len);
+	return 0;
 }
 
 int vdpa_net_set_mac(struct vdpa_net *net, const uint8_t mac[6])

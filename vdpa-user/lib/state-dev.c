@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/vhost.h>
@@ -16,6 +17,7 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_net.h>
+#include <vdpa-user/migrate.h>
 #include <vdpa-user/mgmt.h>
 #include <vdpa-user/pci.h>
 #include <vdpa-user/state.h>
@@ -24,8 +26,9 @@
 #include "device.h"
 #include "io.h"
 #include "log.h"
-
-#define STATE_IO_TIMEOUT_MS	10000
+#include "netcls.h"
+#include "state-int.h"
+#include "state-io.h"
 
 /*
  * The device model: pci://vvvv/dddd/ssss/ssss for a PCI parent (libpci),
@@ -84,10 +87,9 @@ int vdpa_state_describe(struct vdpa_dev *dev, struct vdpa_state **ret)
 	if (caps.device_id == VIRTIO_ID_NET) {
 		struct virtio_net_config c;
 
+		/* as provisioned: the guest may have changed its MAC since */
 		memset(&c, 0, sizeof(c));
-		err = vdpa_dev_get_config(dev, 0, &c,
-			caps.config_size < sizeof(c) ? caps.config_size :
-			(uint32_t)sizeof(c));
+		err = dev_prov_config(dev, &c, sizeof(c));
 		memcpy(s->cfg.mac, c.mac, 6);
 		s->cfg.mtu = c.mtu;
 		s->cfg.max_vqp = c.max_virtqueue_pairs ? c.max_virtqueue_pairs : 1;
@@ -96,8 +98,7 @@ int vdpa_state_describe(struct vdpa_dev *dev, struct vdpa_state **ret)
 		struct virtio_blk_config c;
 
 		memset(&c, 0, sizeof(c));
-		err = vdpa_dev_get_config(dev, 0, &c,
-			caps.config_size < 24 + 4 ? caps.config_size : 24 + 4);
+		err = dev_prov_config(dev, &c, 24 + 4);
 		s->cfg.capacity = c.capacity;
 		s->cfg.blk_size = c.blk_size;
 		model_uri(dev, "blk", s->model, sizeof(s->model));
@@ -147,135 +148,27 @@ static uint16_t used_idx_of(struct vdpa_dev *dev, uint64_t used_iova,
 	return fallback;
 }
 
-/* Read fd to EOF into a malloc'd buffer, at most cap bytes. */
-static int read_to_eof(int fd, size_t cap, void **ret_buf, size_t *ret_len)
+void state_queues_from_shadow(struct vdpa_dev *dev, struct vdpa_state *s)
 {
-	size_t len = 0, sz = 65536;
-	uint8_t *buf = malloc(sz);
-	int err;
+	const struct vdpa_dev_shadow *sh = &dev->shadow;
+	uint32_t i;
 
-	if (!buf)
-		return -ENOMEM;
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t n;
+	s->nqueues = 0;
+	for (i = 0; i < VDPA_MAX_VQS && i < s->cfg.vq_count; i++) {
+		const struct vdpa_vq_shadow *v = &sh->vq[i];
+		struct vdpa_state_queue *q;
 
-		if (len == sz) {
-			uint8_t *nb;
-
-			/* room for cap + 1: a state of exactly cap bytes is
-			 * accepted, one byte more is seen and refused */
-			if (sz > cap) {
-				err = -EFBIG;
-				goto err_free;
-			}
-			sz = sz * 2 > cap + 1 ? cap + 1 : sz * 2;
-			nb = realloc(buf, sz);
-			if (!nb) {
-				err = -ENOMEM;
-				goto err_free;
-			}
-			buf = nb;
-		}
-		err = poll(&p, 1, STATE_IO_TIMEOUT_MS);
-		if (err == 0) {
-			err = -ETIMEDOUT;
-			goto err_free;
-		}
-		if (err < 0 && errno != EINTR) {
-			err = -errno;
-			goto err_free;
-		}
-		n = read(fd, buf + len, sz - len);
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			err = -errno;
-			goto err_free;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
+		if (!v->num_set || !v->addr_set)
+			continue;
+		q = &s->q[s->nqueues++];
+		memset(q, 0, sizeof(*q));
+		q->index = i;
+		q->size = (uint16_t)v->num;
+		q->enabled = v->enabled;
+		q->desc = v->addr.desc_user_addr;
+		q->avail = v->addr.avail_user_addr;
+		q->used = v->addr.used_user_addr;
 	}
-	if (len > cap) {
-		err = -EFBIG;
-		goto err_free;
-	}
-	*ret_buf = buf;
-	*ret_len = len;
-	return 0;
-
-err_free:
-	free(buf);
-	return err;
-}
-
-/* The device's own state through the proposed extension. */
-static int device_state_save(struct vdpa_dev *dev, void **ret_buf,
-			     size_t *ret_len)
-{
-	struct vhost_vdpa_device_state_fd a = {
-		.direction = VHOST_TRANSFER_STATE_DIRECTION_SAVE,
-		.phase = VHOST_TRANSFER_STATE_PHASE_STOPPED,
-	};
-	int pfd[2], rfd, err, err2;
-	void *buf = NULL;
-	size_t len = 0;
-
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return -errno;
-	a.fd = pfd[1];
-	err = vdpa_dev_call(dev, VHOST_VDPA_SET_DEVICE_STATE_FD, &a);
-	close(pfd[1]);
-	if (err < 0) {
-		close(pfd[0]);
-		return err;
-	}
-	/* the device may hand back its own fd to read from */
-	rfd = a.fd >= 0 ? a.fd : pfd[0];
-	if (a.fd >= 0)
-		close(pfd[0]);
-	err = read_to_eof(rfd, VDPA_STATE_DEFAULT_CAP, &buf, &len);
-	close(rfd);
-	err2 = vdpa_dev_call(dev, VHOST_VDPA_CHECK_DEVICE_STATE, NULL);
-	if (err < 0 || err2 < 0) {
-		/* ret_* stay untouched: the caller frees nothing of ours */
-		free(buf);
-		vdpa_log(LOG_ERR, "%s: saving device state: %s", dev->name,
-			 strerror(-(err < 0 ? err : err2)));
-		return err < 0 ? err : err2;
-	}
-	*ret_buf = buf;
-	*ret_len = len;
-	return 0;
-}
-
-static int device_state_load(struct vdpa_dev *dev, const void *buf,
-			     size_t len)
-{
-	struct vhost_vdpa_device_state_fd a = {
-		.direction = VHOST_TRANSFER_STATE_DIRECTION_LOAD,
-		.phase = VHOST_TRANSFER_STATE_PHASE_STOPPED,
-	};
-	int pfd[2], wfd, err, err2;
-
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return -errno;
-	a.fd = pfd[0];
-	err = vdpa_dev_call(dev, VHOST_VDPA_SET_DEVICE_STATE_FD, &a);
-	close(pfd[0]);
-	if (err < 0) {
-		close(pfd[1]);
-		return err;
-	}
-	wfd = a.fd >= 0 ? a.fd : pfd[1];
-	if (a.fd >= 0)
-		close(pfd[1]);
-	/* the device reads concurrently; EPIPE if it stopped reading */
-	err = vdpa_write_all(wfd, buf, len);
-	close(wfd);
-	err2 = vdpa_dev_call(dev, VHOST_VDPA_CHECK_DEVICE_STATE, NULL);
-	return err2 < 0 ? err2 : err;
 }
 
 int vdpa_state_save_device(struct vdpa_dev *dev, const struct vdpa_state *desc,
@@ -308,26 +201,25 @@ int vdpa_state_save_device(struct vdpa_dev *dev, const struct vdpa_state *desc,
 	err = vdpa_dev_get_status(dev, &s->status);
 	if (err < 0)
 		goto err_free;
-	for (i = 0; i < VDPA_MAX_VQS && i < s->cfg.vq_count; i++) {
-		const struct vdpa_vq_shadow *v = &sh->vq[i];
-		struct vdpa_state_queue *q;
+	state_queues_from_shadow(dev, s);
+	for (i = 0; i < s->nqueues; i++) {
+		struct vdpa_state_queue *q = &s->q[i];
 
-		if (!v->num_set || !v->addr_set)
-			continue;
-		q = &s->q[s->nqueues++];
-		q->index = i;
-		q->size = (uint16_t)v->num;
-		q->enabled = v->enabled;
-		q->desc = v->addr.desc_user_addr;
-		q->avail = v->addr.avail_user_addr;
-		q->used = v->addr.used_user_addr;
-		err = vdpa_dev_get_vring_base(dev, i, &q->base);
+		err = vdpa_dev_get_vring_base(dev, q->index, &q->base);
 		if (err < 0)
 			goto err_free;
 		q->used_idx = used_idx_of(dev, q->used, q->base);
 	}
+	/* what the driver set through the control queue, as recorded */
+	if (s->cfg.device_id == VIRTIO_ID_NET &&
+	    (s->features & (1ULL << VIRTIO_NET_F_CTRL_VQ))) {
+		err = vdpa_dev_net_class(dev, &s->net);
+		if (err < 0)
+			goto err_free;
+		s->has_net = true;
+	}
 	if (sh->backend_features & (1ULL << VHOST_BACKEND_F_DEVICE_STATE)) {
-		err = device_state_save(dev, &s->device, &s->device_len);
+		err = state_io_save(dev, &s->device, &s->device_len);
 		if (err < 0)
 			goto err_free;
 		s->has_device = true;
@@ -352,30 +244,6 @@ static void say(char *errbuf, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-static int default_rings(struct vdpa_dev *dev, const struct vdpa_state *s,
-			 void *opaque)
-{
-	uint32_t i;
-	int err = 0;
-
-	for (i = 0; i < s->nqueues && !err; i++) {
-		const struct vdpa_state_queue *q = &s->q[i];
-		struct vhost_vring_state num = { q->index, q->size };
-		struct vhost_vring_state base = { q->index, q->base };
-		struct vhost_vring_addr addr = {
-			.index = q->index, .desc_user_addr = q->desc,
-			.avail_user_addr = q->avail, .used_user_addr = q->used,
-		};
-
-		err = vdpa_dev_call(dev, VHOST_SET_VRING_NUM, &num);
-		if (!err)
-			err = vdpa_dev_call(dev, VHOST_SET_VRING_BASE, &base);
-		if (!err)
-			err = vdpa_dev_call(dev, VHOST_SET_VRING_ADDR, &addr);
-	}
-	return err;
-}
-
 /* The control queue of a net device, or UINT32_MAX. */
 static uint32_t cvq_index(const struct vdpa_state *s)
 {
@@ -386,8 +254,64 @@ static uint32_t cvq_index(const struct vdpa_state *s)
 	       2u * s->cfg.max_vqp : 2u;
 }
 
+static int fd_of(const int *fds, uint32_t idx)
+{
+	return fds && idx < VDPA_STATE_MAX_QUEUES ? fds[idx] : -1;
+}
+
+/*
+ * The saved rings, with the caller's fds: NUM and ADDR only where the
+ * device does not have them already (set while the source ran). The
+ * control queue is left for the class-state replay when there is one.
+ */
+static int default_rings(struct vdpa_dev *dev, const struct vdpa_state *s,
+			 const struct vdpa_load_hooks *h, uint32_t skip)
+{
+	uint32_t i;
+	int err = 0;
+
+	for (i = 0; i < s->nqueues && !err; i++) {
+		const struct vdpa_state_queue *q = &s->q[i];
+		const struct vdpa_vq_shadow *v = &dev->shadow.vq[q->index];
+		int kick = fd_of(h ? h->kick_fds : NULL, q->index);
+		int call = fd_of(h ? h->call_fds : NULL, q->index);
+
+		if (q->index == skip)
+			continue;
+		if (!v->num_set || v->num != q->size)
+			err = vdpa_dev_set_vring_num(dev, q->index, q->size);
+		if (!err && (!v->addr_set || v->addr.desc_user_addr != q->desc ||
+			     v->addr.avail_user_addr != q->avail ||
+			     v->addr.used_user_addr != q->used))
+			err = vdpa_dev_set_vring_addr(dev, q->index, q->desc,
+						      q->avail, q->used);
+		if (!err)
+			err = vdpa_dev_set_vring_base(dev, q->index, q->base);
+		if (!err && kick >= 0)
+			err = vdpa_dev_set_vring_kick(dev, q->index, kick);
+		if (!err && call >= 0)
+			err = vdpa_dev_set_vring_call(dev, q->index, call);
+	}
+	return err;
+}
+
+/* Tell the device about chains published while it was being moved. */
+static void kick_all(const struct vdpa_state *s, const int *fds)
+{
+	uint64_t one = 1;
+	uint32_t i;
+
+	for (i = 0; fds && i < s->nqueues; i++) {
+		int fd = fd_of(fds, s->q[i].index);
+
+		if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
+			/* a full eventfd counter already wakes the device */
+		}
+	}
+}
+
 static int enable_saved(struct vdpa_dev *dev, const struct vdpa_state *s,
-			bool cvq)
+			bool cvq, uint32_t skip)
 {
 	uint32_t i, c = cvq_index(s);
 	int err;
@@ -395,11 +319,34 @@ static int enable_saved(struct vdpa_dev *dev, const struct vdpa_state *s,
 	for (i = 0; i < s->nqueues; i++) {
 		const struct vdpa_state_queue *q = &s->q[i];
 
-		if (!q->enabled || (q->index == c) != cvq)
+		if (!q->enabled || (q->index == c) != cvq || q->index == skip)
 			continue;
 		err = vdpa_dev_set_vring_enable(dev, q->index, true);
 		if (err < 0)
 			return err;
+	}
+	return 0;
+}
+
+/* DRIVER_OK read back: set, and neither NEEDS_RESET nor FAILED. */
+static int started(struct vdpa_dev *dev, char *errbuf, size_t errlen)
+{
+	uint8_t st;
+	int err = vdpa_dev_get_status(dev, &st);
+
+	if (err < 0) {
+		say(errbuf, errlen, "reading the status back: %s",
+		    strerror(-err));
+		return err;
+	}
+	if (!(st & VIRTIO_CONFIG_S_DRIVER_OK) ||
+	    (st & (VIRTIO_CONFIG_S_NEEDS_RESET | VIRTIO_CONFIG_S_FAILED))) {
+		say(errbuf, errlen, "the device did not start: status 0x%02x "
+		    "after DRIVER_OK%s", st,
+		    st & VIRTIO_CONFIG_S_NEEDS_RESET ? " (NEEDS_RESET)" :
+		    st & VIRTIO_CONFIG_S_FAILED ? " (FAILED)" :
+		    " (DRIVER_OK did not stick)");
+		return -EIO;
 	}
 	return 0;
 }
@@ -443,49 +390,37 @@ int vdpa_state_load_device(struct vdpa_dev *dev, const struct vdpa_state *s,
 			   const struct vdpa_load_hooks *hooks, char *errbuf,
 			   size_t errlen)
 {
+	return state_load_timed(dev, s, hooks, NULL, errbuf, errlen);
+}
+
+int state_load_timed(struct vdpa_dev *dev, const struct vdpa_state *s,
+		     const struct vdpa_load_hooks *hooks, uint64_t *ret_start_ns,
+		     char *errbuf, size_t errlen)
+{
 	const struct vdpa_dev_shadow *sh;
-	struct vdpa_state *here = NULL;
-	uint64_t offered;
-	bool after_ok;
-	uint32_t i;
+	bool after_ok, replay;
+	uint32_t i, skip;
 	int err;
 
-	if (!dev || !s || !s->has_features)
-		return -EINVAL;
-	/* everything that can refuse does so before the device is touched */
-	if (hooks && hooks->dst_desc) {
-		err = vdpa_state_compat(s, hooks->dst_desc, errbuf, errlen);
-	} else {
-		err = vdpa_state_describe(dev, &here);
-		if (err < 0) {
-			say(errbuf, errlen, "describing the destination: %s",
-			    strerror(-err));
-			return err;
-		}
-		err = vdpa_state_compat(s, here, errbuf, errlen);
-		vdpa_state_free(here);
-	}
+	/*
+	 * Everything that can refuse does so before the device is touched,
+	 * with the verdict of vdpa_state_check_load() (state-check.c).
+	 */
+	err = state_check_dev(dev, s, hooks ? hooks->dst_desc : NULL, NULL,
+			      errbuf, errlen);
 	if (err < 0)
 		return err;
-	{
-		const struct vdpa_caps *caps = NULL;
-
-		err = dev_caps(dev, &caps);
+	/*
+	 * Class state the device's own state does not carry, and no driver
+	 * to replay it: the library replays it through a control queue of
+	 * its own, which the driver's ring replaces afterwards.
+	 */
+	replay = !(hooks && hooks->restore_class) &&
+		 netcls_replay_needed(dev, s);
+	if (replay) {
+		err = netcls_replay_check(dev, s, errbuf, errlen);
 		if (err < 0)
 			return err;
-		offered = caps->backend_features;
-	}
-	if (s->backend_features & ~offered) {
-		say(errbuf, errlen, "backend features: source negotiated "
-		    "0x%" PRIx64 ", destination offers 0x%" PRIx64,
-		    s->backend_features, offered);
-		return -EPROTO;
-	}
-	if (s->has_device &&
-	    !(s->backend_features & (1ULL << VHOST_BACKEND_F_DEVICE_STATE))) {
-		say(errbuf, errlen, "state carries device state but the "
-		    "extension was not negotiated");
-		return -EPROTO;
 	}
 	if (!prepared(dev, s)) {
 		err = vdpa_state_prepare_device(dev, s->backend_features,
@@ -497,8 +432,10 @@ int vdpa_state_load_device(struct vdpa_dev *dev, const struct vdpa_state *s,
 			goto err_reset;
 		}
 	}
-	err = (hooks && hooks->setup_rings ? hooks->setup_rings :
-	       default_rings)(dev, s, hooks ? hooks->opaque : NULL);
+	skip = replay ? cvq_index(s) : UINT32_MAX;
+	err = hooks && hooks->setup_rings ?
+	      hooks->setup_rings(dev, s, hooks->opaque) :
+	      default_rings(dev, s, hooks, skip);
 	if (err < 0) {
 		say(errbuf, errlen, "setting up rings: %s", strerror(-err));
 		goto err_reset;
@@ -509,6 +446,8 @@ int vdpa_state_load_device(struct vdpa_dev *dev, const struct vdpa_state *s,
 		const struct vdpa_state_queue *q = &s->q[i];
 		const struct vdpa_vq_shadow *v = &sh->vq[q->index];
 
+		if (q->index == skip)
+			continue;
 		if (v->num != q->size || v->base != q->base ||
 		    v->addr.desc_user_addr != q->desc ||
 		    v->addr.avail_user_addr != q->avail ||
@@ -520,7 +459,7 @@ int vdpa_state_load_device(struct vdpa_dev *dev, const struct vdpa_state *s,
 		}
 	}
 	if (s->has_device) {
-		err = device_state_load(dev, s->device, s->device_len);
+		err = state_io_load(dev, s->device, s->device_len);
 		if (err < 0) {
 			if (err == -ENOTCONN || err == -EPIPE)
 				say(errbuf, errlen, "device went away while "
@@ -533,19 +472,52 @@ int vdpa_state_load_device(struct vdpa_dev *dev, const struct vdpa_state *s,
 	}
 	after_ok = s->backend_features &
 		   (1ULL << VHOST_BACKEND_F_ENABLE_AFTER_DRIVER_OK);
-	err = enable_saved(dev, s, true);
+	err = enable_saved(dev, s, true, skip);
 	if (!err && !after_ok)
-		err = enable_saved(dev, s, false);
-	if (!err)
-		err = vdpa_dev_add_status(dev, VIRTIO_CONFIG_S_DRIVER_OK);
-	if (!err && hooks && hooks->restore_class)
-		err = hooks->restore_class(dev, s, hooks->opaque);
-	if (!err && after_ok)
-		err = enable_saved(dev, s, false);
+		err = enable_saved(dev, s, false, skip);
+	if (ret_start_ns) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		*ret_start_ns = (uint64_t)ts.tv_sec * 1000000000ull +
+				(uint64_t)ts.tv_nsec;
+	}
 	if (err < 0) {
-		say(errbuf, errlen, "starting the device: %s", strerror(-err));
+		say(errbuf, errlen, "enabling the queues: %s", strerror(-err));
 		goto err_reset;
 	}
+	err = vdpa_dev_add_status(dev, VIRTIO_CONFIG_S_DRIVER_OK);
+	if (err < 0)
+		say(errbuf, errlen, "setting DRIVER_OK: %s", strerror(-err));
+	else
+		err = started(dev, errbuf, errlen);
+	if (err < 0)
+		goto err_reset;
+	if (hooks && hooks->restore_class) {
+		err = hooks->restore_class(dev, s, hooks->opaque);
+		if (err < 0)
+			say(errbuf, errlen, "restoring class state: %s",
+			    strerror(-err));
+	} else if (replay) {
+		err = netcls_replay(dev, s, fd_of(hooks ? hooks->kick_fds : NULL,
+						  skip),
+				    fd_of(hooks ? hooks->call_fds : NULL, skip),
+				    errbuf, errlen);
+	}
+	if (!err && after_ok) {
+		err = enable_saved(dev, s, false, UINT32_MAX);
+		if (err < 0)
+			say(errbuf, errlen, "enabling the queues: %s",
+			    strerror(-err));
+	}
+	/* the device may have given up on something it was handed */
+	if (!err)
+		err = started(dev, errbuf, errlen);
+	if (err < 0)
+		goto err_reset;
+	if (s->has_net)
+		netcls_adopt(dev, &s->net);
+	kick_all(s, hooks ? hooks->kick_fds : NULL);
 	return 0;
 
 err_reset:

@@ -3,6 +3,7 @@
 #ifndef VDPA_LIB_STATE_INT_H
 #define VDPA_LIB_STATE_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <vdpa-user/state.h>
@@ -25,5 +26,53 @@ int state_decode_owned(void *buf, size_t len, size_t cap,
  * buffer once; the decoder checks everything again.
  */
 size_t state_blob_announced(const void *buf, size_t len);
+
+struct vdpa_mem;
+
+/*
+ * The load check without a device (state-check.c; docs/state-format.md,
+ * "What a load refuses"): would s load into a device described by dst_desc
+ * (vdpa_state_describe; NULL: not compared) offering dst_backend_offered
+ * backend features (0: unknown, the backend-feature rules are skipped),
+ * with the rings in mem (NULL: no memory rule)? 0, or a negative errno
+ * and one line in errbuf. vdpa_state_check_load() gives the same verdict.
+ */
+int state_check_target(const struct vdpa_state *s,
+		       const struct vdpa_state *dst_desc,
+		       uint64_t dst_backend_offered, const struct vdpa_mem *mem,
+		       char *errbuf, size_t errlen);
+
+/*
+ * vdpa_state_check_load() with the destination's description already
+ * taken (dst_desc; NULL: described now). Only reads from dev.
+ */
+int state_check_dev(struct vdpa_dev *dev, const struct vdpa_state *s,
+		    const struct vdpa_state *dst_desc,
+		    const struct vdpa_mem *mem, char *errbuf, size_t errlen);
+
+/*
+ * Untrusted text (a model URI: s, up to len bytes or a NUL) made safe to
+ * print: bytes other than printable ASCII, and the backslash, as escapes.
+ * Text: \\ \n \r \t \xNN; json: RFC 8259 (\" \\ \n \r \t \u00XX,
+ * bytes >= 0x7f included, so the result is ASCII). out is always
+ * NUL-terminated, cut only between escapes. Returns out.
+ */
+char *state_escape(char *out, size_t outlen, const char *s, size_t len,
+		   bool json);
+#define STATE_ESCAPED_MAX	(6 * VDPA_STATE_MODEL_MAX)
+
+/*
+ * vdpa_state_load_device(), telling when it set DRIVER_OK (the start of
+ * the START step of a migration), CLOCK_MONOTONIC ns; NULL: not told.
+ */
+/*
+ * The queues whose size and addresses were set through dev (the shadow),
+ * into s->q (bases and used indexes 0); s->cfg.vq_count bounds them.
+ */
+void state_queues_from_shadow(struct vdpa_dev *dev, struct vdpa_state *s);
+
+int state_load_timed(struct vdpa_dev *dev, const struct vdpa_state *s,
+		     const struct vdpa_load_hooks *hooks, uint64_t *ret_start_ns,
+		     char *errbuf, size_t errlen);
 
 #endif

@@ -26,6 +26,7 @@ enum sec_type {
 	SEC_QUEUES = MANDATORY | 4,
 	SEC_NET = MANDATORY | 5,
 	SEC_DEVICE = MANDATORY | 6,
+	SEC_NET_RX = MANDATORY | 7,	/* only when it differs from reset */
 };
 
 enum cfg_key {
@@ -37,6 +38,13 @@ enum cfg_key {
 #define QUEUE_REC	40u
 #define FEATURES_LEN	24u
 #define NET_LEN		16u
+#define NET_RX_HDR	8u
+
+static bool net_rx_default(const struct vdpa_state_net *n)
+{
+	return !n->alluni && !n->nomulti && !n->nouni && !n->nobcast &&
+	       !n->n_uc && !n->n_mc;
+}
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -199,6 +207,25 @@ int vdpa_state_encode(const struct vdpa_state *s, void **ret_buf,
 		put16(&w, s->net.queue_pairs);
 		put(&w, b, 2);
 		put(&w, NULL, 6);
+		sec_end(&w, at, &nsec);
+	}
+	if (s->has_net && !net_rx_default(&s->net)) {
+		uint8_t f = (uint8_t)(s->net.alluni | s->net.nomulti << 1 |
+				      s->net.nouni << 2 | s->net.nobcast << 3);
+
+		if (s->net.n_uc > VDPA_STATE_MAC_TABLE_MAX ||
+		    s->net.n_mc > VDPA_STATE_MAC_TABLE_MAX) {
+			free(w.p);
+			return -EINVAL;
+		}
+		at = sec_begin(&w, SEC_NET_RX);
+		put(&w, &f, 1);
+		put(&w, NULL, 1);
+		put16(&w, s->net.n_uc);
+		put16(&w, s->net.n_mc);
+		put16(&w, 0);
+		put(&w, s->net.uc, 6 * (size_t)s->net.n_uc);
+		put(&w, s->net.mc, 6 * (size_t)s->net.n_mc);
 		sec_end(&w, at, &nsec);
 	}
 	if (s->has_device) {
@@ -461,7 +488,7 @@ static int decode(const void *buf, size_t len, size_t cap, bool own,
 		}
 		if (!(type & MANDATORY) && type > 0)
 			continue;	/* unknown optional section: skipped */
-		if (type < SEC_MODEL || type > SEC_DEVICE)
+		if (type < SEC_MODEL || type > SEC_NET_RX)
 			FAIL(-EBADMSG, "unknown mandatory section type 0x%04x",
 			     type);
 		if (done & (1u << (type & 0xff)))
@@ -511,6 +538,34 @@ static int decode(const void *buf, size_t len, size_t cap, bool own,
 			s->net.promisc = d[8];
 			s->net.allmulti = d[9];
 			break;
+		case SEC_NET_RX: {
+			uint16_t nu, nm;
+
+			if (!s->has_net)
+				FAIL(-EBADMSG, "net RX section before net");
+			if (sl < NET_RX_HDR || (d[0] & ~0xfu) || d[1] ||
+			    get16(d + 6))
+				FAIL(-EBADMSG, "net RX section malformed");
+			nu = get16(d + 2);
+			nm = get16(d + 4);
+			if (nu > VDPA_STATE_MAC_TABLE_MAX ||
+			    nm > VDPA_STATE_MAC_TABLE_MAX)
+				FAIL(-EINVAL, "net: MAC table of %u unicast and "
+				     "%u multicast entries, at most %u each",
+				     nu, nm, VDPA_STATE_MAC_TABLE_MAX);
+			if (sl != NET_RX_HDR + 6u * (nu + nm))
+				FAIL(-EBADMSG, "net RX section of %u bytes for "
+				     "%u+%u MAC entries", sl, nu, nm);
+			s->net.alluni = d[0] & 1;
+			s->net.nomulti = !!(d[0] & 2);
+			s->net.nouni = !!(d[0] & 4);
+			s->net.nobcast = !!(d[0] & 8);
+			s->net.n_uc = nu;
+			s->net.n_mc = nm;
+			memcpy(s->net.uc, d + NET_RX_HDR, 6u * nu);
+			memcpy(s->net.mc, d + NET_RX_HDR + 6u * nu, 6u * nm);
+			break;
+		}
 		case SEC_DEVICE:
 			s->has_device = true;
 			s->device_len = sl;
@@ -546,6 +601,42 @@ out:
 	return r;
 }
 
+/* ---- escaping ------------------------------------------------------------ */
+
+char *state_escape(char *out, size_t outlen, const char *s, size_t len,
+		   bool json)
+{
+	size_t o = 0, i;
+
+	if (!outlen)
+		return out;
+	for (i = 0; i < len && s[i]; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char e[8];
+		int n;
+
+		if (c == '\\' || (json && c == '"'))
+			n = snprintf(e, sizeof(e), "\\%c", c);
+		else if (c == '\n')
+			n = snprintf(e, sizeof(e), "\\n");
+		else if (c == '\r')
+			n = snprintf(e, sizeof(e), "\\r");
+		else if (c == '\t')
+			n = snprintf(e, sizeof(e), "\\t");
+		else if (c < 0x20 || c >= 0x7f)
+			n = snprintf(e, sizeof(e), json ? "\\u%04x" : "\\x%02x",
+				     c);
+		else
+			n = snprintf(e, sizeof(e), "%c", c);
+		if (o + (size_t)n >= outlen)
+			break;
+		memcpy(out + o, e, (size_t)n);
+		o += (size_t)n;
+	}
+	out[o] = '\0';
+	return out;
+}
+
 /* ---- compatibility ------------------------------------------------------ */
 
 int vdpa_state_compat(const struct vdpa_state *src,
@@ -560,9 +651,16 @@ int vdpa_state_compat(const struct vdpa_state *src,
 		FAIL(-EPROTO, name ": source " fmt ", destination " fmt,	\
 		     a->field, b->field)
 
-	if (strcmp(src->model, dst->model))
-		FAIL(-EPROTO, "model: source %s, destination %s", src->model,
-		     dst->model);
+	if (strcmp(src->model, dst->model)) {
+		char x[STATE_ESCAPED_MAX], y[STATE_ESCAPED_MAX];
+
+		/* one line, whatever bytes a hostile blob's model holds */
+		FAIL(-EPROTO, "model: source %s, destination %s",
+		     state_escape(x, sizeof(x), src->model,
+				  sizeof(src->model), false),
+		     state_escape(y, sizeof(y), dst->model,
+				  sizeof(dst->model), false));
+	}
 	CMP(device_id, "device id", "%u");
 	CMP(features_offered, "device features", "0x%" PRIx64);
 	CMP(vq_count, "queue count", "%u");
@@ -595,15 +693,17 @@ static const char *section_name(uint16_t type)
 {
 	static const char *const names[] = {
 		NULL, "model", "config", "features", "queues", "net", "device",
+		"net-rx",
 	};
 
-	return (type & MANDATORY) && (type & 0xff) < 7 && !(type & 0x7f00) ?
+	return (type & MANDATORY) && (type & 0xff) < 8 && !(type & 0x7f00) ?
 	       names[type & 0xff] : NULL;
 }
 
 static void print_json(const struct vdpa_state *s, FILE *f)
 {
 	const struct vdpa_state_config *c = &s->cfg;
+	char model[STATE_ESCAPED_MAX];
 	uint32_t i;
 
 	fprintf(f, "{\"format_version\":%u,\"blob_bytes\":%" PRIu64
@@ -618,18 +718,10 @@ static void print_json(const struct vdpa_state *s, FILE *f)
 			n ? n : "unknown", e->len,
 			e->type & MANDATORY ? "true" : "false");
 	}
-	fputs("],\"model\":\"", f);
-	for (i = 0; s->model[i]; i++) {
-		unsigned char ch = (unsigned char)s->model[i];
-
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fprintf(f, "\",\"config\":{\"device_id\":%u,\"features\":%" PRIu64
+	fprintf(f, "],\"model\":\"%s\",\"config\":",
+		state_escape(model, sizeof(model), s->model,
+			     sizeof(s->model), true));
+	fprintf(f, "{\"device_id\":%u,\"features\":%" PRIu64
 		",\"vq_count\":%u,\"vq_max_size\":%u,\"config_size\":%u,",
 		c->device_id, c->features_offered, c->vq_count, c->vq_max_size,
 		c->config_size);
@@ -671,6 +763,7 @@ static void print_json(const struct vdpa_state *s, FILE *f)
 int vdpa_state_print(const struct vdpa_state *s, FILE *f, bool json)
 {
 	const struct vdpa_state_config *c = &s->cfg;
+	char model[STATE_ESCAPED_MAX];
 	uint32_t i;
 
 	if (!s || !f)
@@ -697,7 +790,8 @@ int vdpa_state_print(const struct vdpa_state *s, FILE *f, bool json)
 		fprintf(f, "format version %u (not decoded from a blob)\n",
 			VDPA_STATE_VERSION);
 	}
-	fprintf(f, "model %s\n", s->model);
+	fprintf(f, "model %s\n", state_escape(model, sizeof(model), s->model,
+					     sizeof(s->model), false));
 	fprintf(f, "config: device id %u, features 0x%" PRIx64 ", %u queues "
 		"(max size %u), config size %u\n", c->device_id,
 		c->features_offered, c->vq_count, c->vq_max_size,

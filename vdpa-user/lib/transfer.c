@@ -18,8 +18,10 @@
 #include "io.h"
 #include "log.h"
 #include "state-int.h"
+#include "state-io.h"
 
 #include "crc32c.h"
+#include "prefault.h"
 
 struct vdpa_transfer {
 	uint32_t direction;
@@ -41,6 +43,7 @@ struct vdpa_transfer {
 	size_t announced;
 	size_t crc_upto;
 	uint32_t crc;
+	struct prefault *pf;	/* LOAD: faulting the buffer in ahead */
 	struct vdpa_state *state;
 	bool loaded;		/* LOAD decoded and checked */
 	char err[256];
@@ -90,7 +93,7 @@ static void *writer(void *arg)
  * these VMs). Best effort: older kernels lack MADV_POPULATE_WRITE.
  */
 #define HUGE_SZ (2u << 20)
-#define AHEAD	(64u << 20)	/* populated ahead of the data, at most */
+#define AHEAD	(8u << 20)	/* populated ahead of the data, at most */
 
 static void prefault(void *p, size_t len)
 {
@@ -119,9 +122,18 @@ static uint8_t *sized_buffer(const uint8_t *old, size_t have, size_t size)
 	return p;
 }
 
-static void *reader(void *arg)
+/* Also when the reader is cancelled: stop the helper before the buffer goes. */
+static void reader_cleanup(void *arg)
 {
 	struct vdpa_transfer *t = arg;
+
+	vdpa_prefault_stop(t->pf);
+	t->pf = NULL;
+}
+
+/* Read to EOF, an error, or more than the cap: 0 or -errno. */
+static int read_all(struct vdpa_transfer *t)
+{
 	size_t sz = 0, populated = 0;
 	bool sized = false;
 	int err = 0;
@@ -148,6 +160,13 @@ static void *reader(void *arg)
 					t->buf = nb;
 					sz = want + 1;
 					populated = t->len;
+					/* large: zeroed beside the reads,
+					 * fewer wakeups per MiB */
+					if (sz >= AHEAD) {
+						t->pf = vdpa_prefault_start(
+							nb, sz, AHEAD);
+						state_io_grow_pipe(t->fd);
+					}
 				}
 			}
 		}
@@ -170,7 +189,7 @@ static void *reader(void *arg)
 			sz = nsz;
 		}
 		/* keep up to AHEAD populated in front of the data */
-		if (populated && populated < sz &&
+		if (populated && !t->pf && populated < sz &&
 		    populated - t->len < AHEAD / 2) {
 			size_t end = sz - t->len > AHEAD ? t->len + AHEAD : sz;
 
@@ -188,6 +207,7 @@ static void *reader(void *arg)
 			break;
 		t->len += (size_t)n;
 		__atomic_store_n(&t->moved, t->len, __ATOMIC_RELAXED);
+		vdpa_prefault_progress(t->pf, t->len);
 		if (t->announced) {
 			size_t end = t->len < t->announced - 4 ? t->len :
 				     t->announced - 4;
@@ -203,6 +223,17 @@ static void *reader(void *arg)
 			break;
 		}
 	}
+	return err;
+}
+
+static void *reader(void *arg)
+{
+	struct vdpa_transfer *t = arg;
+	int err;
+
+	pthread_cleanup_push(reader_cleanup, t);
+	err = read_all(t);
+	pthread_cleanup_pop(1);
 	if (err < 0) {
 		/* the writer gets EPIPE instead of blocking on a full channel */
 		close(t->fd);
@@ -395,9 +426,11 @@ int vdpa_transfer_check(struct vdpa_transfer *t)
 					 t->err, sizeof(t->err));
 		if (!err)
 			t->buf = NULL;	/* the state owns it now */
+		/* the load check, without the device: backend features and
+		 * driver memory are checked by the load itself */
 		if (!err && t->compat_with)
-			err = vdpa_state_compat(t->state, t->compat_with,
-						t->err, sizeof(t->err));
+			err = state_check_target(t->state, t->compat_with, 0,
+						 NULL, t->err, sizeof(t->err));
 		if (err < 0) {
 			vdpa_state_free(t->state);
 			t->state = NULL;

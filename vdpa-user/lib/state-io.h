@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: MIT */
+/* Moving a suspended device's own state through the state-fd extension. */
+#ifndef VDPA_LIB_STATE_IO_H
+#define VDPA_LIB_STATE_IO_H
+
+#include <stddef.h>
+
+struct vdpa_dev;
+
+/*
+ * Read the device's own state (VHOST_VDPA_SET_DEVICE_STATE_FD, SAVE, then
+ * VHOST_VDPA_CHECK_DEVICE_STATE) into a malloc'd buffer of at most
+ * VDPA_STATE_DEFAULT_CAP bytes. 0 with *ret_buf and *ret_len set, or -errno
+ * with both untouched.
+ */
+int state_io_save(struct vdpa_dev *dev, void **ret_buf, size_t *ret_len);
+
+/* Write len bytes of device state into the device (LOAD, then CHECK). */
+int state_io_load(struct vdpa_dev *dev, const void *buf, size_t len);
+
+/*
+ * Make the pipe fd as large as an unprivileged process may
+ * (/proc/sys/fs/pipe-max-size, at most 4 MiB): a 64 KiB pipe costs a
+ * wakeup of each side per 64 KiB. Best effort; not a pipe: nothing.
+ */
+void state_io_grow_pipe(int fd);
+
+#endif
