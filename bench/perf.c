@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/vhost.h>
+#include <linux/virtio_blk.h>
 #include <vdpa-user/blk.h>
 #include <vdpa-user/net.h>
 #include <vdpa-user/transfer.h>
@@ -303,6 +305,7 @@ static void bench_downtime(const char *qp)
 struct raw_writer {
 	int fd;
 	const uint8_t *buf;
+	size_t len;
 };
 
 static void *raw_write(void *arg)
@@ -310,8 +313,8 @@ static void *raw_write(void *arg)
 	struct raw_writer *w = arg;
 	size_t off = 0;
 
-	while (off < BIG) {
-		ssize_t n = write(w->fd, w->buf + off, BIG - off);
+	while (off < w->len) {
+		ssize_t n = write(w->fd, w->buf + off, w->len - off);
 
 		if (n <= 0)
 			break;
@@ -363,6 +366,7 @@ static void bench_transfer(void)
 			return;
 		w.fd = fds[1];
 		w.buf = blob;
+		w.len = BIG;
 		t0 = now();
 		pthread_create(&th, NULL, raw_write, &w);
 		got = drain(fds[0], sink);
@@ -407,7 +411,379 @@ static void bench_transfer(void)
 	vdpa_state_free(s);
 }
 
-int main(void)
+/* ---- blk write-back cache: device state moved device to device ---------- */
+
+#define WB_BYTES	(64u << 20)	/* dirty cache to move */
+#define WB_IO		65536u		/* bytes per request */
+
+/* Sector contents of a round: every 512-byte block distinct. */
+static void wb_fill(uint8_t *p, uint64_t sector, unsigned int round)
+{
+	uint64_t w[64];
+	unsigned int i;
+
+	for (i = 0; i < 64; i++)
+		w[i] = ((sector * 64 + i) * 0x9e3779b97f4a7c15ULL) ^
+		       ((uint64_t)round << 56);
+	memcpy(p, w, sizeof(w));
+}
+
+static void wb_drain(struct vdpa_blk *blk, unsigned int want_free,
+		     unsigned int round, uint64_t *bad)
+{
+	struct vdpa_blk_completion c;
+	uint8_t exp[512];
+	uint32_t i;
+	int r;
+
+	for (;;) {
+		while ((r = vdpa_blk_poll(blk, &c)) > 0) {
+			if (c.status) {
+				(*bad)++;
+				continue;
+			}
+			for (i = 0; c.type == VIRTIO_BLK_T_IN &&
+			     i < c.len / 512; i++) {
+				wb_fill(exp, c.sector + i, round);
+				if (memcmp(exp, (const uint8_t *)c.data +
+					   (size_t)i * 512, 512))
+					(*bad)++;
+			}
+		}
+		if (r < 0) {
+			(*bad)++;
+			return;
+		}
+		if (vdpa_blk_free_slots(blk) >= want_free)
+			return;
+		if (vdpa_blk_wait(blk, 5000)) {
+			(*bad)++;
+			return;
+		}
+	}
+}
+
+/* Write (or read back and check) the first WB_BYTES of the disk. */
+static uint64_t wb_pass(struct vdpa_blk *blk, bool write, unsigned int round,
+			unsigned int depth)
+{
+	static uint8_t buf[WB_IO];
+	uint64_t s, bad = 0;
+	uint32_t i;
+
+	for (s = 0; s < WB_BYTES / 512 && !bad; s += WB_IO / 512) {
+		if (!vdpa_blk_free_slots(blk))
+			wb_drain(blk, 1, round, &bad);
+		if (write) {
+			for (i = 0; i < WB_IO / 512; i++)
+				wb_fill(buf + (size_t)i * 512, s + i, round);
+			if (vdpa_blk_write(blk, s, buf, WB_IO, s))
+				bad++;
+		} else if (vdpa_blk_read(blk, s, WB_IO, s)) {
+			bad++;
+		}
+		vdpa_blk_kick(blk);
+	}
+	wb_drain(blk, depth, round, &bad);
+	return bad;
+}
+
+struct wb_ctx {
+	struct vdpa_blk *blk;
+	struct vdpa_mem *mem;
+};
+
+/* As the CLI's setup_rings: the driver's ring continues on the new device. */
+static int wb_rings(struct vdpa_dev *dev, const struct vdpa_state *s,
+		    void *opaque)
+{
+	struct wb_ctx *c = opaque;
+	uint32_t i;
+	int r = vdpa_mem_map(dev, c->mem);
+
+	if (r < 0 && r != -EEXIST)
+		return r;
+	for (i = 0; i < s->nqueues; i++) {
+		if (s->q[i].index)
+			return -ENOENT;
+		r = vdpa_vq_attach(vdpa_blk_vq(c->blk), dev, 0, s->q[i].base);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/*
+ * Profiling the downtime alone: with PERF_CTL and PERF_ACK naming the
+ * fifos of `perf record --control fifo:CTL,ACK -D -1`, perf samples only
+ * between SUSPEND and the destination running (docs/benchmarks.md).
+ */
+static void perf_ctl(const char *cmd)
+{
+	static int fd = -2, ack = -1;
+	char b[16];
+
+	if (fd == -2) {
+		const char *c = getenv("PERF_CTL"), *a = getenv("PERF_ACK");
+
+		fd = c ? open(c, O_WRONLY | O_CLOEXEC) : -1;
+		ack = a && fd >= 0 ? open(a, O_RDONLY | O_CLOEXEC) : -1;
+	}
+	if (fd < 0 || write(fd, cmd, strlen(cmd)) < 0 || write(fd, "\n", 1) < 0)
+		return;
+	if (ack >= 0 && read(ack, b, sizeof(b)) < 0)
+		return;
+}
+
+struct wb_times {
+	double save, encode, transfer, load, total;
+	size_t device_len;
+};
+
+/*
+ * One stop-and-copy, as vdpa-user migrate does it with the library's calls:
+ * suspend and save the source, encode, SAVE and LOAD through the transfer
+ * FD, load the destination. The front-end's channel is one pipe from the
+ * SAVE end to the LOAD end (what a migration stream carries), so both
+ * transfers run at once and no front-end copy is timed.
+ */
+static int wb_migrate(struct vdpa_dev *src, struct vdpa_dev *dst,
+		      struct wb_ctx *c, struct wb_times *tm)
+{
+	struct vdpa_state *desc = NULL, *src_desc = NULL, *saved = NULL;
+	struct vdpa_state *loaded = NULL;
+	struct vdpa_transfer_opts o = { .cap = 256u << 20 };
+	struct vdpa_transfer *ts = NULL, *tl = NULL;
+	struct vdpa_load_hooks hooks = { .setup_rings = wb_rings, .opaque = c };
+	char err[256] = "";
+	void *blob = NULL;
+	size_t len = 0;
+	struct vhost_vring_file unbind = { 0, -1 };
+	int fds[2], xfd, r;
+	double t0, t1;
+
+	r = vdpa_state_describe(dst, &desc);
+	if (!r)
+		r = vdpa_state_describe(src, &src_desc);
+	if (!r)
+		r = vdpa_state_compat(src_desc, desc, err, sizeof(err));
+	if (!r)
+		r = vdpa_state_prepare_device(dst,
+					      vdpa_dev_backend_features(src),
+					      vdpa_dev_features(src));
+	if (!r) {
+		r = vdpa_mem_map(dst, c->mem);
+		if (r == -EEXIST)
+			r = 0;
+	}
+	if (!r)
+		r = vdpa_vq_preattach(vdpa_blk_vq(c->blk), dst, 0);
+	if (r < 0)
+		goto out;
+	hooks.dst_desc = desc;
+	o.compat_with = desc;
+
+	perf_ctl("enable");
+	t0 = now();
+	r = vdpa_dev_suspend(src);
+	if (!r)
+		r = vdpa_state_save_device(src, src_desc, &saved);
+	if (r < 0)
+		goto out;
+	/* the destination polls the driver's kick eventfd from now on */
+	vdpa_dev_call(src, VHOST_SET_VRING_KICK, &unbind);
+	t1 = now();
+	tm->save = t1 - t0;
+	tm->device_len = saved->device_len;
+	r = vdpa_state_encode(saved, &blob, &len);
+	if (r < 0)
+		goto out;
+	tm->encode = now() - t1;
+	t1 = now();
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = vdpa_transfer_set_fd(VDPA_TRANSFER_LOAD,
+				 VDPA_TRANSFER_PHASE_STOPPED, fds[0], NULL, 0,
+				 &o, &tl, &xfd);
+	if (r < 0) {
+		close(fds[1]);
+		goto out;
+	}
+	r = vdpa_transfer_set_fd(VDPA_TRANSFER_SAVE,
+				 VDPA_TRANSFER_PHASE_STOPPED, fds[1], blob, len,
+				 &o, &ts, &xfd);
+	if (!r)
+		r = vdpa_transfer_check(ts);
+	if (!r)
+		r = vdpa_transfer_check(tl);
+	if (r < 0) {
+		snprintf(err, sizeof(err), "%s", vdpa_transfer_error(ts ? ts :
+								     tl));
+		goto out;
+	}
+	loaded = vdpa_transfer_take_state(tl);
+	tm->transfer = now() - t1;
+	t1 = now();
+	r = vdpa_state_load_device(dst, loaded, &hooks, err, sizeof(err));
+	if (r < 0)
+		goto out;
+	vdpa_blk_set_dev(c->blk, dst);
+	vdpa_blk_kick(c->blk);
+	tm->load = now() - t1;
+	tm->total = now() - t0;
+	perf_ctl("disable");
+	vdpa_dev_reset(src);
+out:
+	if (r < 0)
+		fprintf(stderr, "blk-state: migration failed: %s%s%s\n",
+			strerror(-r), err[0] ? ": " : "", err);
+	vdpa_transfer_free(ts);
+	vdpa_transfer_free(tl);
+	vdpa_state_free(desc);
+	vdpa_state_free(src_desc);
+	vdpa_state_free(saved);
+	vdpa_state_free(loaded);
+	free(blob);
+	return r;
+}
+
+/* A raw pipe copy of len bytes, as bench_transfer's baseline. */
+static double raw_pipe(const uint8_t *buf, size_t len, uint8_t *sink)
+{
+	struct raw_writer w;
+	pthread_t th;
+	int fds[2];
+	double t0;
+	size_t got;
+
+	if (pipe2(fds, O_CLOEXEC))
+		return -1;
+	w.fd = fds[1];
+	w.buf = buf;
+	w.len = len;
+	t0 = now();
+	pthread_create(&th, NULL, raw_write, &w);
+	got = drain(fds[0], sink);
+	pthread_join(th, NULL);
+	t0 = now() - t0;
+	close(fds[0]);
+	return got == len ? t0 : -1;
+}
+
+static void bench_blk_state(void)
+{
+	enum { ROUNDS = 5 };
+	struct vdpa_blk_opts bo = { .max_io = WB_IO };
+	char disk[300], na[320], nb[320];
+	const char *args[] = { "--type", "blk", "--cache", "writeback",
+			       "--backing", disk, NULL };
+	double down_v[ROUNDS], rate_v[ROUNDS], raw_v[ROUNDS], ratio_v[ROUNDS];
+	double save_v[ROUNDS], enc_v[ROUNDS], xfer_v[ROUNDS], load_v[ROUNDS];
+	struct vdpa_dev *dev[2] = { NULL, NULL };
+	uint8_t *raw_buf = NULL, *sink = malloc(1 << 20);
+	struct wb_ctx c = { NULL, NULL };
+	struct wb_times tm = { 0 };
+	size_t raw_len = 0;
+	double raw_t;
+	pid_t pa, pb;
+	uint64_t bad = 0;
+	int i, r, fd, cur = 0;
+
+	snprintf(disk, sizeof(disk), "%s/wb-disk.img", dir);
+	fd = open(disk, O_CREAT | O_RDWR | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || ftruncate(fd, 2 * (off_t)WB_BYTES)) {
+		broken = 1;
+		return;
+	}
+	close(fd);
+	pa = sim("wba", args, na, sizeof(na));
+	pb = sim("wbb", args, nb, sizeof(nb));
+	if (vdpa_dev_open(na, &dev[0]) || vdpa_dev_open(nb, &dev[1]) ||
+	    vdpa_mem_create(16 << 20, 1 << 30, &c.mem) ||
+	    vdpa_blk_open(dev[0], c.mem, &bo, &c.blk)) {
+		printf("blk-state: FAIL (cannot open the devices)\n");
+		broken = 1;
+		goto out;
+	}
+	r = 0;
+	for (i = 0; i < ROUNDS && !r && !bad; i++) {
+		unsigned int depth = vdpa_blk_free_slots(c.blk);
+
+		/* 64 MiB of distinct blocks, unflushed: all in the cache */
+		bad = wb_pass(c.blk, true, (unsigned int)i, depth);
+		if (bad)
+			break;
+		r = wb_migrate(dev[cur], dev[!cur], &c, &tm);
+		if (r < 0)
+			break;
+		cur = !cur;
+		/* every block must read back intact through the destination */
+		bad = wb_pass(c.blk, false, (unsigned int)i, depth);
+		if (!raw_buf) {
+			raw_len = tm.device_len;
+			raw_buf = malloc(raw_len);
+			if (raw_buf)
+				memset(raw_buf, 0x5a, raw_len);
+		}
+		/* the same bytes through a bare pipe, right after */
+		raw_t = raw_buf ? raw_pipe(raw_buf, raw_len, sink) : -1;
+		if (raw_t <= 0) {
+			bad++;
+			break;
+		}
+		down_v[i] = tm.total * 1e3;
+		rate_v[i] = (double)tm.device_len / tm.total / 1e6;
+		raw_v[i] = (double)raw_len / raw_t / 1e6;
+		ratio_v[i] = rate_v[i] / raw_v[i];
+		save_v[i] = tm.save * 1e3;
+		enc_v[i] = tm.encode * 1e3;
+		xfer_v[i] = tm.transfer * 1e3;
+		load_v[i] = tm.load * 1e3;
+	}
+	if (r < 0 || bad) {
+		printf("blk-state: FAIL (%s; %llu bad blocks or requests)\n",
+		       r < 0 ? strerror(-r) : "data", (unsigned long long)bad);
+		broken = 1;
+		goto out;
+	}
+	printf("blk-state: 64 MiB dirty cache, downtime %.1f ms, device state "
+	       "%.0f MB/s, raw pipe %.0f MB/s (same run), ratio %.2f "
+	       "(median of %d; %zu bytes of device state; target >= 1000 "
+	       "MB/s)\n", median(down_v, ROUNDS), median(rate_v, ROUNDS),
+	       median(raw_v, ROUNDS), median(ratio_v, ROUNDS), ROUNDS,
+	       raw_len);
+	printf("blk-state: downtime parts (medians): suspend+save %.1f ms, "
+	       "encode %.1f ms, transfer SAVE+LOAD %.1f ms, load into the "
+	       "destination %.1f ms\n", median(save_v, ROUNDS),
+	       median(enc_v, ROUNDS), median(xfer_v, ROUNDS),
+	       median(load_v, ROUNDS));
+out:
+	if (c.blk)
+		vdpa_blk_close(c.blk);
+	vdpa_dev_close(dev[0]);
+	vdpa_dev_close(dev[1]);
+	vdpa_mem_destroy(c.mem);
+	free(raw_buf);
+	free(sink);
+	tu_stop_sim(pa, false);
+	tu_stop_sim(pb, false);
+}
+
+/* With arguments, only the benchmarks named (net blk control rss transfer
+ * blk-state downtime); without, all of them. */
+static bool want(int argc, char **argv, const char *name)
+{
+	int i;
+
+	for (i = 1; i < argc; i++)
+		if (!strcmp(argv[i], name))
+			return true;
+	return argc < 2;
+}
+
+int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
 	if (tu_mkdtemp(dir, sizeof(dir)))
@@ -416,14 +792,23 @@ int main(void)
 	fflush(stdout);
 	if (system("cut -d' ' -f1-3 /proc/loadavg") != 0)
 		printf("?\n");
-	bench_net();
-	bench_blk();
-	bench_control();
-	bench_rss();
-	bench_transfer();
-	bench_downtime("1");
-	bench_downtime("4");
-	bench_downtime("16");
+	if (want(argc, argv, "net"))
+		bench_net();
+	if (want(argc, argv, "blk"))
+		bench_blk();
+	if (want(argc, argv, "control"))
+		bench_control();
+	if (want(argc, argv, "rss"))
+		bench_rss();
+	if (want(argc, argv, "transfer"))
+		bench_transfer();
+	if (want(argc, argv, "blk-state"))
+		bench_blk_state();
+	if (want(argc, argv, "downtime")) {
+		bench_downtime("1");
+		bench_downtime("4");
+		bench_downtime("16");
+	}
 	tu_rmtree(dir);
 	if (broken)
 		printf("bench: something functionally failed (see above)\n");
