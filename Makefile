@@ -79,7 +79,7 @@ FUZZERS  := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 DEPS_OK  := $(BUILD)/.deps-ok
 
 .PHONY: all check bench demo install uninstall clean help deps check-kernel \
-	valgrind fuzz fuzz-run
+	valgrind fuzz fuzz-run examples
 all: $(DEPS_OK) $(LIB_SO) $(LIB_A) $(CLI) $(SIM) $(TESTS) $(BENCHES) \
 	$(BUILD)/vdpa-user.pc
 
@@ -87,6 +87,7 @@ help:
 	@echo 'Targets:'
 	@echo '  all (default)  library, CLI ($(CLI)), simulator ($(SIM)), tests'
 	@echo '  demo           live migration between two simulators under traffic'
+	@echo '  examples       examples/*.c against the in-tree library ($(BUILD)/examples)'
 	@echo '  check          run all tests (TAP); SANITIZE=1 for ASan+UBSan'
 	@echo '  valgrind       integration tests under valgrind (leak check)'
 	@echo '  bench          benchmarks; figures printed, nothing asserted'
@@ -163,10 +164,27 @@ $(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(LIB_A)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB_A) $(LIBS)
 
+# The .pc for the PREFIX/LIBDIR/INCLUDEDIR of this make run; install
+# writes it again, so a `make install PREFIX=...` after a plain `make` does
+# not install a .pc pointing at the earlier prefix.
+gen_pc = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	vdpa-user/vdpa-user.pc.in > $(1)
+
 $(BUILD)/vdpa-user.pc: vdpa-user/vdpa-user.pc.in $(DEPS_OK)
-	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
-		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
-		vdpa-user/vdpa-user.pc.in > $@
+	$(Q)$(call gen_pc,$@)
+
+# The examples, built in-tree against the static library (make check
+# builds examples/frontend-migrate.c against an installed copy instead:
+# tests/frontend-example.sh).
+EXAMPLE_SRC := $(wildcard examples/*.c)
+EXAMPLES    := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
+examples: $(EXAMPLES)
+
+$(EXAMPLES): $(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(LIB_A)
+	$(call msg,LD,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(LIB_A) $(LIBS)
 
 # The parser fuzzers run a few seconds first (plain builds, when clang can
 # link a libFuzzer program; check installs nothing for them, make fuzz
@@ -225,7 +243,8 @@ install: all
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libvdpa-user.so
 	install -m 0644 $(LIB_A) $(DESTDIR)$(LIBDIR)/
 	install -m 0644 include/vdpa-user/*.h $(DESTDIR)$(INCLUDEDIR)/vdpa-user/
-	install -m 0644 $(BUILD)/vdpa-user.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	$(call gen_pc,$(DESTDIR)$(LIBDIR)/pkgconfig/vdpa-user.pc)
+	chmod 0644 $(DESTDIR)$(LIBDIR)/pkgconfig/vdpa-user.pc
 	install -m 0755 $(CLI) $(SIM) $(DESTDIR)$(BINDIR)/
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(MANDIR)/man1/
 
