@@ -18,6 +18,7 @@
 #include <linux/vhost.h>
 #include <linux/virtio_blk.h>
 #include <vdpa-user/blk.h>
+#include <vdpa-user/migrate.h>
 #include <vdpa-user/net.h>
 #include <vdpa-user/transfer.h>
 
@@ -493,26 +494,6 @@ struct wb_ctx {
 	struct vdpa_mem *mem;
 };
 
-/* As the CLI's setup_rings: the driver's ring continues on the new device. */
-static int wb_rings(struct vdpa_dev *dev, const struct vdpa_state *s,
-		    void *opaque)
-{
-	struct wb_ctx *c = opaque;
-	uint32_t i;
-	int r = vdpa_mem_map(dev, c->mem);
-
-	if (r < 0 && r != -EEXIST)
-		return r;
-	for (i = 0; i < s->nqueues; i++) {
-		if (s->q[i].index)
-			return -ENOENT;
-		r = vdpa_vq_attach(vdpa_blk_vq(c->blk), dev, 0, s->q[i].base);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
 /*
  * Profiling the downtime alone: with PERF_CTL and PERF_ACK naming the
  * fifos of `perf record --control fifo:CTL,ACK -D -1`, perf samples only
@@ -536,117 +517,47 @@ static void perf_ctl(const char *cmd)
 }
 
 struct wb_times {
-	double save, encode, transfer, load, total;
+	double save, transfer, load, start, total;
 	size_t device_len;
 };
 
+static double span(const struct vdpa_mig_times *a, enum vdpa_mig_step s0,
+		   const struct vdpa_mig_times *b, enum vdpa_mig_step s1)
+{
+	return a->begin_ns[s0] && b->end_ns[s1] > a->begin_ns[s0] ?
+	       (double)(b->end_ns[s1] - a->begin_ns[s0]) / 1e9 : 0;
+}
+
 /*
- * One stop-and-copy, as vdpa-user migrate does it with the library's calls:
- * suspend and save the source, encode, SAVE and LOAD through the transfer
- * FD, load the destination. The front-end's channel is one pipe from the
- * SAVE end to the LOAD end (what a migration stream carries), so both
- * transfers run at once and no front-end copy is timed.
+ * One stop-and-copy, device to device, through the library's transaction
+ * (vdpa_migrate: suspend, save, the transfer FD's SAVE and LOAD over a
+ * pipe, load, start), the driver's ring handed over with its kick.
  */
 static int wb_migrate(struct vdpa_dev *src, struct vdpa_dev *dst,
 		      struct wb_ctx *c, struct wb_times *tm)
 {
-	struct vdpa_state *desc = NULL, *src_desc = NULL, *saved = NULL;
-	struct vdpa_state *loaded = NULL;
-	struct vdpa_transfer_opts o = { .cap = 256u << 20 };
-	struct vdpa_transfer *ts = NULL, *tl = NULL;
-	struct vdpa_load_hooks hooks = { .setup_rings = wb_rings, .opaque = c };
+	struct vdpa_mig_opts o = { .via = VDPA_MIG_VIA_PIPE,
+				   .cap = 256u << 20 };
+	struct vdpa_mig_result res;
 	char err[256] = "";
-	void *blob = NULL;
-	size_t len = 0;
-	struct vhost_vring_file unbind = { 0, -1 };
-	int fds[2], xfd, r;
-	double t0, t1;
-
-	r = vdpa_state_describe(dst, &desc);
-	if (!r)
-		r = vdpa_state_describe(src, &src_desc);
-	if (!r)
-		r = vdpa_state_compat(src_desc, desc, err, sizeof(err));
-	if (!r)
-		r = vdpa_state_prepare_device(dst,
-					      vdpa_dev_backend_features(src),
-					      vdpa_dev_features(src));
-	if (!r) {
-		r = vdpa_mem_map(dst, c->mem);
-		if (r == -EEXIST)
-			r = 0;
-	}
-	if (!r)
-		r = vdpa_vq_preattach(vdpa_blk_vq(c->blk), dst, 0);
-	if (r < 0)
-		goto out;
-	hooks.dst_desc = desc;
-	o.compat_with = desc;
+	int r;
 
 	perf_ctl("enable");
-	t0 = now();
-	r = vdpa_dev_suspend(src);
-	if (!r)
-		r = vdpa_state_save_device(src, src_desc, &saved);
-	if (r < 0)
-		goto out;
-	/* the destination polls the driver's kick eventfd from now on */
-	vdpa_dev_call(src, VHOST_SET_VRING_KICK, &unbind);
-	t1 = now();
-	tm->save = t1 - t0;
-	tm->device_len = saved->device_len;
-	r = vdpa_state_encode(saved, &blob, &len);
-	if (r < 0)
-		goto out;
-	tm->encode = now() - t1;
-	t1 = now();
-	if (pipe2(fds, O_CLOEXEC) < 0) {
-		r = -errno;
-		goto out;
-	}
-	r = vdpa_transfer_set_fd(VDPA_TRANSFER_LOAD,
-				 VDPA_TRANSFER_PHASE_STOPPED, fds[0], NULL, 0,
-				 &o, &tl, &xfd);
-	if (r < 0) {
-		close(fds[1]);
-		goto out;
-	}
-	r = vdpa_transfer_set_fd(VDPA_TRANSFER_SAVE,
-				 VDPA_TRANSFER_PHASE_STOPPED, fds[1], blob, len,
-				 &o, &ts, &xfd);
-	if (!r)
-		r = vdpa_transfer_check(ts);
-	if (!r)
-		r = vdpa_transfer_check(tl);
-	if (r < 0) {
-		snprintf(err, sizeof(err), "%s", vdpa_transfer_error(ts ? ts :
-								     tl));
-		goto out;
-	}
-	loaded = vdpa_transfer_take_state(tl);
-	tm->transfer = now() - t1;
-	t1 = now();
-	r = vdpa_state_load_device(dst, loaded, &hooks, err, sizeof(err));
-	if (r < 0)
-		goto out;
-	vdpa_blk_set_dev(c->blk, dst);
-	vdpa_blk_kick(c->blk);
-	tm->load = now() - t1;
-	tm->total = now() - t0;
+	r = vdpa_migrate(src, dst, &o, &res, err, sizeof(err));
 	perf_ctl("disable");
-	vdpa_dev_reset(src);
-out:
-	if (r < 0)
-		fprintf(stderr, "blk-state: migration failed: %s%s%s\n",
-			strerror(-r), err[0] ? ": " : "", err);
-	vdpa_transfer_free(ts);
-	vdpa_transfer_free(tl);
-	vdpa_state_free(desc);
-	vdpa_state_free(src_desc);
-	vdpa_state_free(saved);
-	vdpa_state_free(loaded);
-	free(blob);
-	return r;
+	if (r < 0) {
+		fprintf(stderr, "blk-state: migration failed: %s\n", err);
+		return r;
+	}
+	vdpa_blk_set_dev(c->blk, dst);
+	tm->save = span(&res.src, VDPA_MIG_SUSPEND, &res.src, VDPA_MIG_SAVE);
+	tm->transfer = span(&res.src, VDPA_MIG_TRANSFER, &res.dst,
+			    VDPA_MIG_TRANSFER);
+	tm->load = span(&res.dst, VDPA_MIG_LOAD, &res.dst, VDPA_MIG_LOAD);
+	tm->start = span(&res.dst, VDPA_MIG_START, &res.dst, VDPA_MIG_START);
+	tm->total = (double)res.downtime_ns / 1e9;
+	tm->device_len = res.state_bytes;
+	return 0;
 }
 
 /* A raw pipe copy of len bytes, as bench_transfer's baseline. */
@@ -680,7 +591,7 @@ static void bench_blk_state(void)
 	const char *args[] = { "--type", "blk", "--cache", "writeback",
 			       "--backing", disk, NULL };
 	double down_v[ROUNDS], rate_v[ROUNDS], raw_v[ROUNDS], ratio_v[ROUNDS];
-	double save_v[ROUNDS], enc_v[ROUNDS], xfer_v[ROUNDS], load_v[ROUNDS];
+	double save_v[ROUNDS], xfer_v[ROUNDS], load_v[ROUNDS], start_v[ROUNDS];
 	struct vdpa_dev *dev[2] = { NULL, NULL };
 	uint8_t *raw_buf = NULL, *sink = malloc(1 << 20);
 	struct wb_ctx c = { NULL, NULL };
@@ -738,9 +649,9 @@ static void bench_blk_state(void)
 		raw_v[i] = (double)raw_len / raw_t / 1e6;
 		ratio_v[i] = rate_v[i] / raw_v[i];
 		save_v[i] = tm.save * 1e3;
-		enc_v[i] = tm.encode * 1e3;
 		xfer_v[i] = tm.transfer * 1e3;
 		load_v[i] = tm.load * 1e3;
+		start_v[i] = tm.start * 1e3;
 	}
 	if (r < 0 || bad) {
 		printf("blk-state: FAIL (%s; %llu bad blocks or requests)\n",
@@ -748,17 +659,16 @@ static void bench_blk_state(void)
 		broken = 1;
 		goto out;
 	}
-	printf("blk-state: 64 MiB dirty cache, downtime %.1f ms, device state "
-	       "%.0f MB/s, raw pipe %.0f MB/s (same run), ratio %.2f "
-	       "(median of %d; %zu bytes of device state; target >= 1000 "
+	printf("blk-state: 64 MiB dirty cache, vdpa_migrate downtime %.1f ms, "
+	       "device state %.0f MB/s, raw pipe %.0f MB/s (same run), ratio "
+	       "%.2f (median of %d; %zu bytes of state; target >= 1000 "
 	       "MB/s)\n", median(down_v, ROUNDS), median(rate_v, ROUNDS),
 	       median(raw_v, ROUNDS), median(ratio_v, ROUNDS), ROUNDS,
 	       raw_len);
-	printf("blk-state: downtime parts (medians): suspend+save %.1f ms, "
-	       "encode %.1f ms, transfer SAVE+LOAD %.1f ms, load into the "
-	       "destination %.1f ms\n", median(save_v, ROUNDS),
-	       median(enc_v, ROUNDS), median(xfer_v, ROUNDS),
-	       median(load_v, ROUNDS));
+	printf("blk-state: downtime by step (medians): suspend+save %.1f ms, "
+	       "transfer SAVE+LOAD %.1f ms, load %.1f ms, start %.1f ms\n",
+	       median(save_v, ROUNDS), median(xfer_v, ROUNDS),
+	       median(load_v, ROUNDS), median(start_v, ROUNDS));
 out:
 	if (c.blk)
 		vdpa_blk_close(c.blk);

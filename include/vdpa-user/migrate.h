@@ -139,7 +139,11 @@ VDPA_EXPORT int vdpa_mig_src_switchover(struct vdpa_mig_src *m, char *err,
 /* The saved state and its blob (after a switchover). */
 VDPA_EXPORT const struct vdpa_state *vdpa_mig_src_state(
 	const struct vdpa_mig_src *m);
-VDPA_EXPORT int vdpa_mig_src_blob(const struct vdpa_mig_src *m,
+/*
+ * The blob in one piece (made on the first call: the transfer FD sends it
+ * in pieces without copying the device's own state). Owned by m.
+ */
+VDPA_EXPORT int vdpa_mig_src_blob(struct vdpa_mig_src *m,
 				  const void **ret_buf, size_t *ret_len);
 /*
  * SET_DEVICE_STATE_FD (SAVE) of the saved blob: the library writes it

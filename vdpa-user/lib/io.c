@@ -6,11 +6,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "io.h"
 
 ssize_t vdpa_write_nosigpipe(int fd, const void *buf, size_t len)
+{
+	struct iovec v = { (void *)buf, len };
+
+	return vdpa_writev_nosigpipe(fd, &v, 1);
+}
+
+ssize_t vdpa_writev_nosigpipe(int fd, const struct iovec *iov, int n_iov)
 {
 	static const struct timespec zero;
 	sigset_t set, old, pending;
@@ -23,7 +31,7 @@ ssize_t vdpa_write_nosigpipe(int fd, const void *buf, size_t len)
 	pthread_sigmask(SIG_BLOCK, &set, &old);
 	sigpending(&pending);
 	was_pending = sigismember(&pending, SIGPIPE);
-	n = write(fd, buf, len);
+	n = writev(fd, iov, n_iov);
 	e = errno;
 	if (n < 0 && e == EPIPE && !was_pending)
 		while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)

@@ -14,6 +14,9 @@
  * pending is left alone. Returns what write(2) returns, errno preserved.
  */
 ssize_t vdpa_write_nosigpipe(int fd, const void *buf, size_t len);
+/* The same with writev(2). */
+struct iovec;
+ssize_t vdpa_writev_nosigpipe(int fd, const struct iovec *iov, int n_iov);
 
 /*
  * A failed write's errno as the library reports it: a reader that went

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -133,8 +134,15 @@ struct vdpa_mig_src {
 			     void *opaque);
 	void *opaque;
 	struct vdpa_state *saved;
-	void *blob;
-	size_t len;
+	/*
+	 * The blob, split so the device's own state (most of it for a blk
+	 * write-back cache) is not copied: head, saved->device, crc.
+	 */
+	void *head;
+	size_t head_len;
+	uint8_t crc[4];
+	size_t len;		/* the whole blob */
+	void *flat;		/* vdpa_mig_src_blob(), made on demand */
 	enum src_phase phase;
 };
 
@@ -337,7 +345,8 @@ int vdpa_mig_src_switchover(struct vdpa_mig_src *m, char *err, size_t errlen)
 		s->net = m->net_override;
 	}
 	m->saved = s;
-	r = vdpa_state_encode(s, &m->blob, &m->len);
+	r = state_encode_split(s, &m->head, &m->head_len, m->crc);
+	m->len = m->head_len + (s->has_device ? s->device_len : 0) + 4;
 	if (r < 0) {
 		say(err, errlen, "encoding the state: %s", strerror(-r));
 		goto err_rollback;
@@ -381,14 +390,44 @@ const struct vdpa_state *vdpa_mig_src_state(const struct vdpa_mig_src *m)
 	return m ? m->saved : NULL;
 }
 
-int vdpa_mig_src_blob(const struct vdpa_mig_src *m, const void **ret_buf,
+/* The blob's pieces: head, the device's own state, the CRC. */
+static int blob_segs(const struct vdpa_mig_src *m, struct iovec *v)
+{
+	const struct vdpa_state *s = m->saved;
+
+	v[0].iov_base = m->head;
+	v[0].iov_len = m->head_len;
+	v[1].iov_base = s->has_device ? s->device : NULL;
+	v[1].iov_len = s->has_device ? s->device_len : 0;
+	v[2].iov_base = (void *)m->crc;
+	v[2].iov_len = 4;
+	return 3;
+}
+
+int vdpa_mig_src_blob(struct vdpa_mig_src *m, const void **ret_buf,
 		      size_t *ret_len)
 {
+	struct iovec v[3];
+	size_t off = 0;
+	int i, n;
+
 	if (!m || !ret_buf || !ret_len)
 		return -EINVAL;
-	if (!m->blob)
+	if (!m->head)
 		return -ENODATA;
-	*ret_buf = m->blob;
+	if (!m->flat) {
+		m->flat = malloc(m->len);
+		if (!m->flat)
+			return -ENOMEM;
+		n = blob_segs(m, v);
+		for (i = 0; i < n; i++) {
+			if (v[i].iov_len)
+				memcpy((uint8_t *)m->flat + off, v[i].iov_base,
+				       v[i].iov_len);
+			off += v[i].iov_len;
+		}
+	}
+	*ret_buf = m->flat;
 	*ret_len = m->len;
 	return 0;
 }
@@ -399,16 +438,18 @@ int vdpa_mig_src_set_state_fd(struct vdpa_mig_src *m, int fd, int *ret_fd,
 	struct vdpa_transfer_opts o = { .cap = m ? m->s.cap : 0 };
 	int r;
 
-	if (!m || !ret_fd || !m->blob || m->s.xfer) {
+	struct iovec v[3];
+
+	if (!m || !ret_fd || !m->head || m->s.xfer) {
 		if (fd >= 0)
 			close(fd);
 		say(err, errlen, "no saved state to send");
 		return -EINVAL;
 	}
 	begin(&m->s.t, VDPA_MIG_TRANSFER);
-	r = vdpa_transfer_set_fd(VDPA_TRANSFER_SAVE,
-				 VDPA_TRANSFER_PHASE_STOPPED, fd, m->blob,
-				 m->len, &o, &m->s.xfer, ret_fd);
+	r = transfer_set_fd_iov(VDPA_TRANSFER_SAVE,
+				VDPA_TRANSFER_PHASE_STOPPED, fd, v,
+				blob_segs(m, v), &o, &m->s.xfer, ret_fd);
 	if (r < 0)
 		say(err, errlen, "transfer fd: %s", strerror(-r));
 	return r;
@@ -578,7 +619,8 @@ void vdpa_mig_src_free(struct vdpa_mig_src *m)
 	}
 	side_fini(&m->s);
 	vdpa_state_free(m->saved);
-	free(m->blob);
+	free(m->head);
+	free(m->flat);
 	free(m);
 }
 

@@ -71,6 +71,29 @@ char *state_escape(char *out, size_t outlen, const char *s, size_t len,
  */
 void state_queues_from_shadow(struct vdpa_dev *dev, struct vdpa_state *s);
 
+/*
+ * vdpa_state_encode() without copying the device's own state: *ret_head
+ * (malloc'd) is the blob up to the device section's payload, which is
+ * s->device itself, and ret_crc the 4 bytes that end the blob. The blob
+ * is head, s->device_len bytes of s->device, crc.
+ */
+int state_encode_split(const struct vdpa_state *s, void **ret_head,
+		       size_t *ret_head_len, uint8_t ret_crc[4]);
+
+/*
+ * vdpa_transfer_set_fd() with the SAVE blob in up to TRANSFER_MAX_SEGS
+ * pieces (a split-encoded state: head, device state, CRC), none copied;
+ * niov 0 for LOAD.
+ */
+#define TRANSFER_MAX_SEGS	3
+struct iovec;
+struct vdpa_transfer;
+struct vdpa_transfer_opts;
+int transfer_set_fd_iov(uint32_t direction, uint32_t phase, int fd,
+			const struct iovec *iov, int niov,
+			const struct vdpa_transfer_opts *opts,
+			struct vdpa_transfer **ret_t, int *ret_fd);
+
 int state_load_timed(struct vdpa_dev *dev, const struct vdpa_state *s,
 		     const struct vdpa_load_hooks *hooks, uint64_t *ret_start_ns,
 		     char *errbuf, size_t errlen);

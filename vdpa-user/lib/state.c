@@ -132,8 +132,12 @@ void vdpa_state_free(struct vdpa_state *s)
 
 /* ---- encode ------------------------------------------------------------- */
 
-int vdpa_state_encode(const struct vdpa_state *s, void **ret_buf,
-		      size_t *ret_len)
+/*
+ * The blob, either in one buffer, or (split) as everything before the
+ * device section's payload, which stays where it is, then the CRC.
+ */
+static int encode(const struct vdpa_state *s, bool split, void **ret_buf,
+		  size_t *ret_len, uint8_t ret_crc[4])
 {
 	struct wbuf w = { 0 };
 	uint32_t nsec = 0, i, crc;
@@ -230,23 +234,56 @@ int vdpa_state_encode(const struct vdpa_state *s, void **ret_buf,
 	}
 	if (s->has_device) {
 		at = sec_begin(&w, SEC_DEVICE);
-		put(&w, s->device, s->device_len);
-		sec_end(&w, at, &nsec);
+		if (!split) {
+			put(&w, s->device, s->device_len);
+			sec_end(&w, at, &nsec);
+		} else if (s->device_len > UINT32_MAX) {
+			w.err = -EINVAL;
+		} else {
+			/* the payload follows the head where it is */
+			uint32_t l = htole32((uint32_t)s->device_len);
+
+			if (!w.err)
+				memcpy(w.p + at + 4, &l, 4);
+			nsec++;
+		}
 	}
-	put32(&w, 0);		/* crc */
+	if (!split)
+		put32(&w, 0);		/* crc */
 	if (w.err) {
 		free(w.p);
 		return w.err;
 	}
-	total = htole64(w.len);
+	total = htole64(w.len + (split ? (s->has_device ? s->device_len : 0) +
+				 CRC_LEN : 0));
 	nsec = htole32(nsec);
 	memcpy(w.p + 16, &total, 8);
 	memcpy(w.p + 24, &nsec, 4);
-	crc = htole32(crc32c(0, w.p, w.len - CRC_LEN));
-	memcpy(w.p + w.len - CRC_LEN, &crc, 4);
+	if (split) {
+		crc = crc32c(0, w.p, w.len);
+		if (s->has_device && s->device_len)
+			crc = crc32c(crc, s->device, s->device_len);
+		crc = htole32(crc);
+		memcpy(ret_crc, &crc, 4);
+	} else {
+		crc = htole32(crc32c(0, w.p, w.len - CRC_LEN));
+		memcpy(w.p + w.len - CRC_LEN, &crc, 4);
+	}
 	*ret_buf = w.p;
 	*ret_len = w.len;
 	return 0;
+}
+
+int vdpa_state_encode(const struct vdpa_state *s, void **ret_buf,
+		      size_t *ret_len)
+{
+	return encode(s, false, ret_buf, ret_len, NULL);
+}
+
+int state_encode_split(const struct vdpa_state *s, void **ret_head,
+		       size_t *ret_head_len, uint8_t ret_crc[4])
+{
+	return encode(s, true, ret_head, ret_head_len, ret_crc);
 }
 
 /* ---- decode ------------------------------------------------------------- */

@@ -32,7 +32,9 @@ struct vdpa_transfer {
 	pthread_cond_t done_cond;
 	bool done;
 	int result;		/* thread's result */
-	const uint8_t *blob;	/* SAVE: the caller's blob (not copied) */
+	/* SAVE: the caller's blob in up to 3 pieces (not copied) */
+	struct iovec seg[TRANSFER_MAX_SEGS];
+	int nseg;
 	uint8_t *buf;		/* LOAD: bytes read */
 	size_t len, cap;
 	size_t moved;
@@ -58,9 +60,30 @@ static void finish(struct vdpa_transfer *t, int result)
 	pthread_mutex_unlock(&t->lock);
 }
 
+/* The SAVE pieces from byte off on, as an iovec array (at most nseg). */
+static int segs_from(const struct vdpa_transfer *t, size_t off,
+		     struct iovec *v)
+{
+	int i, n = 0;
+
+	for (i = 0; i < t->nseg; i++) {
+		size_t l = t->seg[i].iov_len;
+
+		if (off >= l) {
+			off -= l;
+			continue;
+		}
+		v[n].iov_base = (uint8_t *)t->seg[i].iov_base + off;
+		v[n++].iov_len = l - off;
+		off = 0;
+	}
+	return n;
+}
+
 static void *writer(void *arg)
 {
 	struct vdpa_transfer *t = arg;
+	struct iovec v[TRANSFER_MAX_SEGS];
 	sigset_t set;
 	int err = 0;
 
@@ -70,7 +93,7 @@ static void *writer(void *arg)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	while (t->moved < t->len) {
 		/* SIGPIPE is blocked in this thread: EPIPE instead */
-		ssize_t n = write(t->fd, t->blob + t->moved, t->len - t->moved);
+		ssize_t n = writev(t->fd, v, segs_from(t, t->moved, v));
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -255,9 +278,12 @@ static bool save_now(struct vdpa_transfer *t)
 	if (fl < 0 || fcntl(t->fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return false;
 	do {
-		n = send(t->fd, t->blob, t->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		struct msghdr mh = { .msg_iov = t->seg,
+				     .msg_iovlen = (size_t)t->nseg };
+
+		n = sendmsg(t->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && errno == ENOTSOCK)
-			n = vdpa_write_nosigpipe(t->fd, t->blob, t->len);
+			n = vdpa_writev_nosigpipe(t->fd, t->seg, t->nseg);
 	} while (n < 0 && errno == EINTR);
 	fcntl(t->fd, F_SETFL, fl);
 	if (n > 0)
@@ -285,14 +311,37 @@ int vdpa_transfer_set_fd(uint32_t direction, uint32_t phase, int fd,
 			 const struct vdpa_transfer_opts *opts,
 			 struct vdpa_transfer **ret_t, int *ret_fd)
 {
+	struct iovec v = { (void *)blob, len };
+
+	if (direction == VDPA_TRANSFER_SAVE && !blob && len) {
+		if (fd >= 0)
+			close(fd);
+		return -EINVAL;
+	}
+	return transfer_set_fd_iov(direction, phase, fd, &v,
+				   direction == VDPA_TRANSFER_SAVE ? 1 : 0,
+				   opts, ret_t, ret_fd);
+}
+
+int transfer_set_fd_iov(uint32_t direction, uint32_t phase, int fd,
+			const struct iovec *iov, int niov,
+			const struct vdpa_transfer_opts *opts,
+			struct vdpa_transfer **ret_t, int *ret_fd)
+{
 	struct vdpa_transfer *t;
-	int pfd[2] = { -1, -1 }, fd_taken = -1, err;
+	int pfd[2] = { -1, -1 }, fd_taken = -1, err, i;
 
 	if (!ret_t || !ret_fd ||
 	    (direction != VDPA_TRANSFER_SAVE && direction != VDPA_TRANSFER_LOAD) ||
-	    (direction == VDPA_TRANSFER_SAVE && !blob && len)) {
+	    niov < 0 || niov > TRANSFER_MAX_SEGS || (niov && !iov)) {
 		err = -EINVAL;
 		goto err_close_fd;
+	}
+	for (i = 0; i < niov; i++) {
+		if (!iov[i].iov_base && iov[i].iov_len) {
+			err = -EINVAL;
+			goto err_close_fd;
+		}
 	}
 	if (phase != VDPA_TRANSFER_PHASE_STOPPED) {
 		err = -EOPNOTSUPP;
@@ -313,8 +362,12 @@ int vdpa_transfer_set_fd(uint32_t direction, uint32_t phase, int fd,
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->done_cond, NULL);
 	if (direction == VDPA_TRANSFER_SAVE) {
-		t->blob = blob;
-		t->len = len;
+		for (i = 0; i < niov; i++) {
+			if (!iov[i].iov_len)
+				continue;
+			t->seg[t->nseg++] = iov[i];
+			t->len += iov[i].iov_len;
+		}
 	}
 	if (fd >= 0) {
 		t->fd = fd;
