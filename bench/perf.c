@@ -534,10 +534,10 @@ static double span(const struct vdpa_mig_times *a, enum vdpa_mig_step s0,
  * pipe, load, start), the driver's ring handed over with its kick.
  */
 static int wb_migrate(struct vdpa_dev *src, struct vdpa_dev *dst,
-		      struct wb_ctx *c, struct wb_times *tm)
+		      enum vdpa_mig_channel via, struct wb_ctx *c,
+		      struct wb_times *tm)
 {
-	struct vdpa_mig_opts o = { .via = VDPA_MIG_VIA_PIPE,
-				   .cap = 256u << 20 };
+	struct vdpa_mig_opts o = { .via = via, .cap = 256u << 20 };
 	struct vdpa_mig_result res;
 	char err[256] = "";
 	int r;
@@ -557,6 +557,10 @@ static int wb_migrate(struct vdpa_dev *src, struct vdpa_dev *dst,
 	tm->start = span(&res.dst, VDPA_MIG_START, &res.dst, VDPA_MIG_START);
 	tm->total = (double)res.downtime_ns / 1e9;
 	tm->device_len = res.state_bytes;
+	if (via == VDPA_MIG_VIA_DIRECT && !res.direct) {
+		fprintf(stderr, "blk-state: direct was not possible\n");
+		return -EOPNOTSUPP;
+	}
 	return 0;
 }
 
@@ -583,8 +587,9 @@ static double raw_pipe(const uint8_t *buf, size_t len, uint8_t *sink)
 	return got == len ? t0 : -1;
 }
 
-static void bench_blk_state(void)
+static void bench_blk_state(enum vdpa_mig_channel via)
 {
+	const char *how = via == VDPA_MIG_VIA_DIRECT ? "direct" : "pipe";
 	enum { ROUNDS = 5 };
 	struct vdpa_blk_opts bo = { .max_io = WB_IO };
 	char disk[300], na[320], nb[320];
@@ -614,7 +619,7 @@ static void bench_blk_state(void)
 	if (vdpa_dev_open(na, &dev[0]) || vdpa_dev_open(nb, &dev[1]) ||
 	    vdpa_mem_create(16 << 20, 1 << 30, &c.mem) ||
 	    vdpa_blk_open(dev[0], c.mem, &bo, &c.blk)) {
-		printf("blk-state: FAIL (cannot open the devices)\n");
+		printf("blk-state (%s): FAIL (cannot open the devices)\n", how);
 		broken = 1;
 		goto out;
 	}
@@ -626,7 +631,7 @@ static void bench_blk_state(void)
 		bad = wb_pass(c.blk, true, (unsigned int)i, depth);
 		if (bad)
 			break;
-		r = wb_migrate(dev[cur], dev[!cur], &c, &tm);
+		r = wb_migrate(dev[cur], dev[!cur], via, &c, &tm);
 		if (r < 0)
 			break;
 		cur = !cur;
@@ -654,20 +659,22 @@ static void bench_blk_state(void)
 		start_v[i] = tm.start * 1e3;
 	}
 	if (r < 0 || bad) {
-		printf("blk-state: FAIL (%s; %llu bad blocks or requests)\n",
-		       r < 0 ? strerror(-r) : "data", (unsigned long long)bad);
+		printf("blk-state (%s): FAIL (%s; %llu bad blocks or "
+		       "requests)\n", how, r < 0 ? strerror(-r) : "data",
+		       (unsigned long long)bad);
 		broken = 1;
 		goto out;
 	}
-	printf("blk-state: 64 MiB dirty cache, vdpa_migrate downtime %.1f ms, "
-	       "device state %.0f MB/s, raw pipe %.0f MB/s (same run), ratio "
-	       "%.2f (median of %d; %zu bytes of state; target >= 1000 "
-	       "MB/s)\n", median(down_v, ROUNDS), median(rate_v, ROUNDS),
+	printf("blk-state (%s): 64 MiB dirty cache, vdpa_migrate downtime "
+	       "%.1f ms, device state %.0f MB/s, raw pipe %.0f MB/s (same "
+	       "run), ratio %.2f (median of %d; %zu bytes of state; target "
+	       ">= 1000 MB/s)\n", how, median(down_v, ROUNDS),
+	       median(rate_v, ROUNDS),
 	       median(raw_v, ROUNDS), median(ratio_v, ROUNDS), ROUNDS,
 	       raw_len);
-	printf("blk-state: downtime by step (medians): suspend+save %.1f ms, "
-	       "transfer SAVE+LOAD %.1f ms, load %.1f ms, start %.1f ms\n",
-	       median(save_v, ROUNDS), median(xfer_v, ROUNDS),
+	printf("blk-state (%s): downtime by step (medians): suspend+save "
+	       "%.1f ms, transfer SAVE+LOAD %.1f ms, load %.1f ms, start "
+	       "%.1f ms\n", how, median(save_v, ROUNDS), median(xfer_v, ROUNDS),
 	       median(load_v, ROUNDS), median(start_v, ROUNDS));
 out:
 	if (c.blk)
@@ -712,8 +719,11 @@ int main(int argc, char **argv)
 		bench_rss();
 	if (want(argc, argv, "transfer"))
 		bench_transfer();
-	if (want(argc, argv, "blk-state"))
-		bench_blk_state();
+	if (want(argc, argv, "blk-state")) {
+		/* the blob through the transfer FDs, then device to device */
+		bench_blk_state(VDPA_MIG_VIA_PIPE);
+		bench_blk_state(VDPA_MIG_VIA_DIRECT);
+	}
 	if (want(argc, argv, "downtime")) {
 		bench_downtime("1");
 		bench_downtime("4");

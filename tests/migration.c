@@ -323,6 +323,88 @@ static void blk_writeback(bool with_state)
 	sim_stop(&b);
 }
 
+/*
+ * --via direct: the device state goes device to device, the library only
+ * splicing one pipe into the other. Under traffic, with unflushed blk
+ * data; a source without RESUME falls back to the pipe; a destination
+ * dying mid-load and a state above the cap leave the source running.
+ */
+static void direct(void)
+{
+	char disk[512];
+	const char *blk[] = { "--type", "blk", "--cache", "writeback",
+			      "--backing", disk, NULL };
+	const char *net[] = { "--type", "net", NULL };
+	const char *nores[] = { "--type", "net", "--no-resume", NULL };
+	const char *dies[] = { "--type", "net", "--crash-during", "state-load",
+			       NULL };
+	struct sim a, b;
+	int rc, fd;
+
+	snprintf(disk, sizeof(disk), "%s/disk-direct.img", dir);
+	fd = open(disk, O_CREAT | O_RDWR | O_TRUNC, 0600);
+	if (fd < 0 || ftruncate(fd, 64 << 20)) {
+		tap_ok(0, "direct: backing file");
+		return;
+	}
+	close(fd);
+	sim_start(&a, "dba", blk);
+	sim_start(&b, "dbb", blk);
+	rc = CLI("-j", "migrate", a.name, b.name, "--traffic", "--count",
+		 "8000", "--iterations", "3", "--via", "direct");
+	tap_ok(rc == 0 && has(out, "\"direct\":true") &&
+	       has(out, "\"lost\":0,") && has(out, "\"corrupt\":0,") &&
+	       has(out, "\"errors\":0,"),
+	       "direct: blk write-back, 3 migrations device to device, every "
+	       "block reads back intact");
+	if (rc)
+		tap_diag("rc %d out %s err %s", rc, out, err);
+	sim_stop(&a);
+	sim_stop(&b);
+
+	/* the blob's own part fits the cap, the cache does not */
+	sim_start(&a, "dca", blk);
+	sim_start(&b, "dcb", blk);
+	rc = CLI("-j", "--max-state", "65536", "migrate", a.name, b.name,
+		 "--traffic", "--count", "8000", "--via", "direct");
+	tap_ok(rc != 0 && has(out, "\"source_resumed\":true") &&
+	       has(out, "File too large") && has(out, "\"lost\":0,") &&
+	       has(out, "\"corrupt\":0,") && has(out, "\"completed\":8000"),
+	       "direct: a device state above --max-state is refused while "
+	       "it flows, the source resumes, its traffic completes intact");
+	if (!has(out, "\"completed\":8000") || !has(out, "File too large"))
+		tap_diag("rc %d out %s err %s", rc, out, err);
+	sim_stop(&a);
+	sim_stop(&b);
+
+	sim_start(&a, "dra", nores);
+	sim_start(&b, "drb", net);
+	rc = CLI("-j", "migrate", a.name, b.name, "--traffic", "--count",
+		 "40000", "--via", "direct");
+	tap_ok(rc == 0 && has(out, "\"direct\":false") &&
+	       has(out, "\"lost\":0,"),
+	       "direct: a source without RESUME falls back to the pipe (it "
+	       "could not reload a state the library never held)");
+	sim_stop(&a);
+	sim_stop(&b);
+
+	sim_start(&a, "dka", net);
+	sim_start(&b, "dkb", dies);
+	rc = CLI("-j", "migrate", a.name, b.name, "--traffic", "--count",
+		 "60000", "--via", "direct");
+	tap_ok(rc != 0 && has(out, "\"source_resumed\":true") &&
+	       has(out, "\"lost\":0,") && has(out, "\"duplicated\":0,") &&
+	       has(out, "\"completed\":60000"),
+	       "direct: destination killed mid-load, source resumed, all of "
+	       "its traffic completed exactly once");
+	if (!has(out, "\"completed\":60000"))
+		tap_diag("rc %d out %s err %s", rc, out, err);
+	rc = CLI("traffic", a.name, "--count", "1000");
+	tap_is(rc, 0, "direct: the source still works afterwards");
+	sim_stop(&a);
+	sim_stop(&b);
+}
+
 static void fallbacks(void)
 {
 	const char *nosusp[] = { "--type", "net", "--no-suspend", NULL };
@@ -835,6 +917,7 @@ int main(void)
 	back_and_forth();
 	blk_writeback(true);
 	blk_writeback(false);
+	direct();
 	fallbacks();
 	destination_failure(false, plain, "destination refuses after suspend",
 			    2);

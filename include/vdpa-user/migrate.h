@@ -259,6 +259,15 @@ enum vdpa_mig_channel {
 	VDPA_MIG_VIA_PIPE,	/* the transfer FDs over a pipe */
 	VDPA_MIG_VIA_SOCKET,	/* a unix socketpair */
 	VDPA_MIG_VIA_FILE,	/* a temporary file, written then read */
+	/*
+	 * The device's own state straight from one device into the other
+	 * over one pipe (the library does not copy it; each device checks
+	 * it), the rest of the blob through the transfer FDs over a pipe.
+	 * Needs the device-state extension on both and RESUME on the source
+	 * (a rollback cannot reload a state the library never held);
+	 * otherwise VDPA_MIG_VIA_PIPE is used and res->direct says so.
+	 */
+	VDPA_MIG_VIA_DIRECT,
 };
 
 struct vdpa_mig_opts {
@@ -275,6 +284,7 @@ struct vdpa_mig_result {
 	uint64_t downtime_ns;	/* SUSPEND began -> destination started */
 	size_t state_bytes;
 	bool rolled_back;	/* failed after SUSPEND; the source runs */
+	bool direct;		/* the device state went device to device */
 };
 
 /*

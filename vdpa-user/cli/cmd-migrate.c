@@ -41,7 +41,7 @@ static int parse(int argc, char **argv, struct mig_args *a)
 		} else if (!strcmp(s, "--via")) {
 			if (i + 1 >= argc || mig_parse_via(argv[++i], &a->via))
 				return cli_err("migrate: --via takes pipe, "
-					       "socket or file");
+					       "socket, file or direct");
 		} else if (s[0] == '-') {
 			return cli_err("migrate: unknown option '%s'", s);
 		} else if (!a->src) {
@@ -54,7 +54,7 @@ static int parse(int argc, char **argv, struct mig_args *a)
 	}
 	if (!a->src || !a->dst || !a->iterations || !a->queues)
 		return cli_err("usage: vdpa-user migrate SRC DST [--traffic] "
-			       "[--via pipe|socket|file] [--count N] "
+			       "[--via pipe|socket|file|direct] [--count N] "
 			       "[--queues Q] [--iterations K]");
 	return 0;
 }
@@ -138,7 +138,7 @@ int cmd_migrate(int argc, char **argv)
 	uint64_t done = 0, k;
 	char err[512] = "";
 	int rc, r = 0, cur = 0;
-	bool have_wl = false, rolled = false;
+	bool have_wl = false, rolled = false, direct = false;
 
 	rc = parse(argc, argv, &a);
 	if (rc)
@@ -199,6 +199,7 @@ int cmd_migrate(int argc, char **argv)
 			break;
 		}
 		breakdown(&st.times, steps + done * BD_N);
+		direct = st.times.direct;
 		downs[done++] = st.downtime_us;
 		state_bytes = st.state_bytes;
 		cur = !cur;
@@ -239,6 +240,8 @@ int cmd_migrate(int argc, char **argv)
 		json_dbl(&j, "downtime_p99_us", pct(downs, done, 0.99));
 		json_dbl(&j, "downtime_max_us", done ? downs[done - 1] : 0);
 		json_u64(&j, "state_bytes", state_bytes);
+		if (a.via == VIA_DIRECT)
+			json_bool(&j, "direct", direct);
 		json_obj_open(&j, "downtime_steps_us");
 		for (k = 0; k < BD_N; k++)
 			json_dbl(&j, bd_names[k], med[k]);
@@ -261,7 +264,8 @@ int cmd_migrate(int argc, char **argv)
 		       (unsigned long long)done, pct(downs, done, 0.5),
 		       pct(downs, done, 0.99), state_bytes,
 		       a.via == VIA_PIPE ? "pipe" : a.via == VIA_SOCKET ?
-		       "socket" : "file");
+		       "socket" : a.via == VIA_FILE ? "file" :
+		       direct ? "direct" : "pipe (direct impossible)");
 		if (done) {
 			printf("downtime by step (median us):");
 			for (k = 0; k < BD_N; k++)

@@ -26,6 +26,8 @@ int mig_parse_via(const char *s, enum mig_via *ret)
 		*ret = VIA_SOCKET;
 	else if (!strcmp(s, "file"))
 		*ret = VIA_FILE;
+	else if (!strcmp(s, "direct"))
+		*ret = VIA_DIRECT;
 	else
 		return -EINVAL;
 	return 0;
@@ -116,6 +118,7 @@ static const enum vdpa_mig_channel channels[] = {
 	[VIA_PIPE] = VDPA_MIG_VIA_PIPE,
 	[VIA_SOCKET] = VDPA_MIG_VIA_SOCKET,
 	[VIA_FILE] = VDPA_MIG_VIA_FILE,
+	[VIA_DIRECT] = VDPA_MIG_VIA_DIRECT,
 };
 
 /*

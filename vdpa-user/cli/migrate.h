@@ -19,7 +19,7 @@ struct mig_stats {
 	struct vdpa_mig_result times;	/* the library's per-step times */
 };
 
-enum mig_via { VIA_PIPE, VIA_SOCKET, VIA_FILE };
+enum mig_via { VIA_PIPE, VIA_SOCKET, VIA_FILE, VIA_DIRECT };
 
 /* The CLI's driver queue idx (net or blk), or NULL. */
 struct vdpa_vq *mig_driver_vq(struct cli_dev *drv, uint32_t idx);

@@ -143,6 +143,7 @@ struct vdpa_mig_src {
 	uint8_t crc[4];
 	size_t len;		/* the whole blob */
 	void *flat;		/* vdpa_mig_src_blob(), made on demand */
+	bool direct;		/* the device state goes device to device */
 	enum src_phase phase;
 };
 
@@ -333,7 +334,7 @@ int vdpa_mig_src_switchover(struct vdpa_mig_src *m, char *err, size_t errlen)
 	}
 	m->phase = SRC_SUSPENDED;
 	begin(&m->s.t, VDPA_MIG_SAVE);
-	r = vdpa_state_save_device(m->s.dev, m->s.desc, &s);
+	r = state_save(m->s.dev, m->s.desc, !m->direct, &s);
 	if (r < 0) {
 		say(err, errlen, "saving %s: %s", vdpa_dev_name(m->s.dev),
 		    r == -ENOTCONN ? "the source device went away" :
@@ -630,6 +631,8 @@ struct vdpa_mig_dst {
 	struct mig_side s;
 	struct vdpa_mig_dst_opts o;
 	struct vdpa_state *state;
+	struct vdpa_dev *device_from;	/* the direct source, in one process */
+	size_t device_len;		/* bytes it sent */
 	bool started;
 };
 
@@ -808,6 +811,8 @@ const struct vdpa_state *vdpa_mig_dst_state(const struct vdpa_mig_dst *m)
 int vdpa_mig_dst_start(struct vdpa_mig_dst *m, char *err, size_t errlen)
 {
 	struct vdpa_load_hooks h = { 0 };
+	struct load_ext x = { .device_from = m ? m->device_from : NULL,
+			      .device_cap = m ? m->s.cap : 0 };
 	int r;
 
 	if (!m || !m->state || m->started) {
@@ -821,8 +826,9 @@ int vdpa_mig_dst_start(struct vdpa_mig_dst *m, char *err, size_t errlen)
 	h.call_fds = m->s.call;
 	begin(&m->s.t, VDPA_MIG_LOAD);
 	/* the one load path; START is its part from DRIVER_OK on */
-	r = state_load_timed(m->s.dev, m->state, &h,
-			     &m->s.t.begin_ns[VDPA_MIG_START], err, errlen);
+	r = state_load_ext(m->s.dev, m->state, &h, &x, err, errlen);
+	m->device_len = x.device_len;
+	m->s.t.begin_ns[VDPA_MIG_START] = x.start_ns;
 	if (m->s.t.begin_ns[VDPA_MIG_START])
 		m->s.t.end_ns[VDPA_MIG_LOAD] = m->s.t.begin_ns[VDPA_MIG_START];
 	else
@@ -893,6 +899,20 @@ static int map_like(struct vdpa_dev *src, struct vdpa_dev *dst)
 	return 0;
 }
 
+/*
+ * Device to device is possible: both offer the device-state extension,
+ * the source negotiated it and RESUME (its rollback).
+ */
+static bool can_direct(struct vdpa_dev *src, struct vdpa_dev *dst)
+{
+	const struct vdpa_caps *caps = NULL;
+	uint64_t need = (1ULL << VHOST_BACKEND_F_DEVICE_STATE) |
+			(1ULL << VHOST_BACKEND_F_RESUME);
+
+	return (vdpa_dev_backend_features(src) & need) == need &&
+	       dev_caps(dst, &caps) == 0 && caps->device_state;
+}
+
 /* Both transfer FDs, over a pipe, a socketpair or a file. */
 static int move_state(struct vdpa_mig_src *s, struct vdpa_mig_dst *d,
 		      enum vdpa_mig_channel via, char *err, size_t errlen)
@@ -902,6 +922,7 @@ static int move_state(struct vdpa_mig_src *s, struct vdpa_mig_dst *d,
 
 	if (via == VDPA_MIG_VIA_FILE) {
 		int wfd = mkostemp(path, O_CLOEXEC);
+
 
 		if (wfd < 0) {
 			r = -errno;
@@ -926,7 +947,7 @@ static int move_state(struct vdpa_mig_src *s, struct vdpa_mig_dst *d,
 		r = vdpa_mig_dst_set_state_fd(d, rfd, &ignore, err, errlen);
 		return r ? r : vdpa_mig_dst_check_state(d, err, errlen);
 	}
-	r = via == VDPA_MIG_VIA_PIPE ? pipe2(fds, O_CLOEXEC) :
+	r = via != VDPA_MIG_VIA_SOCKET ? pipe2(fds, O_CLOEXEC) :
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds);
 	if (r < 0) {
 		r = -errno;
@@ -984,6 +1005,11 @@ int vdpa_migrate(struct vdpa_dev *src, struct vdpa_dev *dst,
 		say(err, errlen, "describing the devices: %s", strerror(-r));
 		goto out;
 	}
+	if (o && o->via == VDPA_MIG_VIA_DIRECT && can_direct(src, dst)) {
+		s->direct = true;
+		d->device_from = src;
+		rr.direct = true;
+	}
 	r = vdpa_mig_dst_describe(d, &buf, &len);
 	if (!r)
 		r = vdpa_mig_src_precheck(s, buf, len, err, errlen);
@@ -1030,7 +1056,7 @@ int vdpa_migrate(struct vdpa_dev *src, struct vdpa_dev *dst,
 		}
 		goto err_reset_dst;
 	}
-	rr.state_bytes = s->len;
+	rr.state_bytes = s->len + d->device_len;
 	r = vdpa_mig_src_commit(s);
 	if (r < 0)
 		vdpa_log(LOG_WARNING, "%s: reset after migration: %s",

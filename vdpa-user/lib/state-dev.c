@@ -174,6 +174,12 @@ void state_queues_from_shadow(struct vdpa_dev *dev, struct vdpa_state *s)
 int vdpa_state_save_device(struct vdpa_dev *dev, const struct vdpa_state *desc,
 			   struct vdpa_state **ret)
 {
+	return state_save(dev, desc, true, ret);
+}
+
+int state_save(struct vdpa_dev *dev, const struct vdpa_state *desc,
+	       bool with_device, struct vdpa_state **ret)
+{
 	const struct vdpa_dev_shadow *sh;
 	struct vdpa_state *s;
 	uint32_t i;
@@ -218,7 +224,8 @@ int vdpa_state_save_device(struct vdpa_dev *dev, const struct vdpa_state *desc,
 			goto err_free;
 		s->has_net = true;
 	}
-	if (sh->backend_features & (1ULL << VHOST_BACKEND_F_DEVICE_STATE)) {
+	if (with_device &&
+	    (sh->backend_features & (1ULL << VHOST_BACKEND_F_DEVICE_STATE))) {
 		err = state_io_save(dev, &s->device, &s->device_len);
 		if (err < 0)
 			goto err_free;
@@ -390,12 +397,12 @@ int vdpa_state_load_device(struct vdpa_dev *dev, const struct vdpa_state *s,
 			   const struct vdpa_load_hooks *hooks, char *errbuf,
 			   size_t errlen)
 {
-	return state_load_timed(dev, s, hooks, NULL, errbuf, errlen);
+	return state_load_ext(dev, s, hooks, NULL, errbuf, errlen);
 }
 
-int state_load_timed(struct vdpa_dev *dev, const struct vdpa_state *s,
-		     const struct vdpa_load_hooks *hooks, uint64_t *ret_start_ns,
-		     char *errbuf, size_t errlen)
+int state_load_ext(struct vdpa_dev *dev, const struct vdpa_state *s,
+		   const struct vdpa_load_hooks *hooks, struct load_ext *x,
+		   char *errbuf, size_t errlen)
 {
 	const struct vdpa_dev_shadow *sh;
 	bool after_ok, replay;
@@ -416,7 +423,7 @@ int state_load_timed(struct vdpa_dev *dev, const struct vdpa_state *s,
 	 * its own, which the driver's ring replaces afterwards.
 	 */
 	replay = !(hooks && hooks->restore_class) &&
-		 netcls_replay_needed(dev, s);
+		 !(x && x->device_from) && netcls_replay_needed(dev, s);
 	if (replay) {
 		err = netcls_replay_check(dev, s, errbuf, errlen);
 		if (err < 0)
@@ -458,8 +465,11 @@ int state_load_timed(struct vdpa_dev *dev, const struct vdpa_state *s,
 			goto err_reset;
 		}
 	}
-	if (s->has_device) {
-		err = state_io_load(dev, s->device, s->device_len);
+	if (s->has_device || (x && x->device_from)) {
+		err = x && x->device_from ?
+		      state_io_direct(x->device_from, dev, x->device_cap,
+				      &x->device_len) :
+		      state_io_load(dev, s->device, s->device_len);
 		if (err < 0) {
 			if (err == -ENOTCONN || err == -EPIPE)
 				say(errbuf, errlen, "device went away while "
@@ -475,12 +485,12 @@ int state_load_timed(struct vdpa_dev *dev, const struct vdpa_state *s,
 	err = enable_saved(dev, s, true, skip);
 	if (!err && !after_ok)
 		err = enable_saved(dev, s, false, skip);
-	if (ret_start_ns) {
+	if (x) {
 		struct timespec ts;
 
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		*ret_start_ns = (uint64_t)ts.tv_sec * 1000000000ull +
-				(uint64_t)ts.tv_nsec;
+		x->start_ns = (uint64_t)ts.tv_sec * 1000000000ull +
+			      (uint64_t)ts.tv_nsec;
 	}
 	if (err < 0) {
 		say(errbuf, errlen, "enabling the queues: %s", strerror(-err));
@@ -521,6 +531,17 @@ int state_load_timed(struct vdpa_dev *dev, const struct vdpa_state *s,
 	return 0;
 
 err_reset:
+	/*
+	 * A failed destination lets go of the guest's eventfds: a reset
+	 * device may keep polling its kick fds, stealing the kicks of the
+	 * source that runs on with them.
+	 */
+	for (i = 0; hooks && i < s->nqueues; i++) {
+		if (fd_of(hooks->kick_fds, s->q[i].index) >= 0)
+			vdpa_dev_set_vring_kick(dev, s->q[i].index, -1);
+		if (fd_of(hooks->call_fds, s->q[i].index) >= 0)
+			vdpa_dev_set_vring_call(dev, s->q[i].index, -1);
+	}
 	vdpa_dev_reset(dev);
 	return err;
 }

@@ -62,10 +62,6 @@ char *state_escape(char *out, size_t outlen, const char *s, size_t len,
 #define STATE_ESCAPED_MAX	(6 * VDPA_STATE_MODEL_MAX)
 
 /*
- * vdpa_state_load_device(), telling when it set DRIVER_OK (the start of
- * the START step of a migration), CLOCK_MONOTONIC ns; NULL: not told.
- */
-/*
  * The queues whose size and addresses were set through dev (the shadow),
  * into s->q (bases and used indexes 0); s->cfg.vq_count bounds them.
  */
@@ -94,8 +90,30 @@ int transfer_set_fd_iov(uint32_t direction, uint32_t phase, int fd,
 			const struct vdpa_transfer_opts *opts,
 			struct vdpa_transfer **ret_t, int *ret_fd);
 
-int state_load_timed(struct vdpa_dev *dev, const struct vdpa_state *s,
-		     const struct vdpa_load_hooks *hooks, uint64_t *ret_start_ns,
-		     char *errbuf, size_t errlen);
+/* What a migration's load adds to vdpa_state_load_device(). */
+struct load_ext {
+	/* out: when DRIVER_OK was set (CLOCK_MONOTONIC ns), START begins */
+	uint64_t start_ns;
+	/*
+	 * The device's own state is not in the state: it comes straight
+	 * from this suspended device (state_io_direct), and counts as
+	 * carried (no class-state replay).
+	 */
+	struct vdpa_dev *device_from;
+	size_t device_cap;	/* at most so many bytes of it */
+	size_t device_len;	/* out: how many came */
+};
+
+/* vdpa_state_load_device() for a migration (x may be NULL). */
+int state_load_ext(struct vdpa_dev *dev, const struct vdpa_state *s,
+		   const struct vdpa_load_hooks *hooks, struct load_ext *x,
+		   char *errbuf, size_t errlen);
+
+/*
+ * vdpa_state_save_device() without the device's own state (with_device
+ * false: it will go device to device), or with it.
+ */
+int state_save(struct vdpa_dev *dev, const struct vdpa_state *desc,
+	       bool with_device, struct vdpa_state **ret);
 
 #endif

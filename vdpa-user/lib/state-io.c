@@ -285,3 +285,88 @@ int state_io_load(struct vdpa_dev *dev, const void *buf, size_t len)
 	err2 = vdpa_dev_call(dev, VHOST_VDPA_CHECK_DEVICE_STATE, NULL);
 	return err2 < 0 ? err2 : err;
 }
+
+/*
+ * Move what rfd yields into wfd in the kernel (pipe to pipe: page
+ * references move, no byte is copied), counting, at most cap bytes.
+ */
+static int pump(int rfd, int wfd, size_t cap, size_t *moved)
+{
+	for (;;) {
+		ssize_t n = splice(rfd, NULL, wfd, NULL, 1 << 20,
+				   SPLICE_F_MOVE);
+
+		if (n == 0)
+			return 0;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return vdpa_write_err(errno);
+		*moved += (size_t)n;
+		if (*moved > cap)
+			return -EFBIG;
+	}
+}
+
+/* SET_DEVICE_STATE_FD with our pipe end; the device's own fd if it gave one. */
+static int hand_fd(struct vdpa_dev *dev, uint32_t dir, int fd, int *ret_fd)
+{
+	struct vhost_vdpa_device_state_fd a = {
+		.direction = dir,
+		.phase = VHOST_TRANSFER_STATE_PHASE_STOPPED,
+		.fd = fd,
+	};
+	int err = vdpa_dev_call(dev, VHOST_VDPA_SET_DEVICE_STATE_FD, &a);
+
+	*ret_fd = err < 0 ? -1 : a.fd;
+	return err;
+}
+
+int state_io_direct(struct vdpa_dev *from, struct vdpa_dev *to, size_t cap,
+		    size_t *ret_len)
+{
+	int in[2], out[2], rfd, wfd, own, err, err2;
+	size_t moved = 0;
+
+	if (pipe2(in, O_CLOEXEC) < 0)
+		return -errno;
+	if (pipe2(out, O_CLOEXEC) < 0) {
+		err = -errno;
+		close(in[0]);
+		close(in[1]);
+		return err;
+	}
+	state_io_grow_pipe(in[1]);
+	state_io_grow_pipe(out[1]);
+	/* the destination reads out[0] (or its own), the source writes in[1] */
+	err = hand_fd(to, VHOST_TRANSFER_STATE_DIRECTION_LOAD, out[0], &own);
+	close(out[0]);
+	wfd = own >= 0 ? own : out[1];
+	if (own >= 0)
+		close(out[1]);
+	if (err < 0) {
+		close(wfd);
+		close(in[0]);
+		close(in[1]);
+		return err;
+	}
+	err = hand_fd(from, VHOST_TRANSFER_STATE_DIRECTION_SAVE, in[1], &own);
+	close(in[1]);
+	rfd = own >= 0 ? own : in[0];
+	if (own >= 0)
+		close(in[0]);
+	if (!err)
+		err = pump(rfd, wfd, cap, &moved);
+	close(rfd);
+	close(wfd);	/* EOF for the destination */
+	err2 = vdpa_dev_call(from, VHOST_VDPA_CHECK_DEVICE_STATE, NULL);
+	if (!err)
+		err = err2;
+	/* the destination saw EOF (or a short state): its verdict */
+	err2 = vdpa_dev_call(to, VHOST_VDPA_CHECK_DEVICE_STATE, NULL);
+	if (!err && err2 < 0)
+		err = err2;
+	if (!err)
+		*ret_len = moved;
+	return err;
+}

@@ -19,6 +19,15 @@ int state_io_save(struct vdpa_dev *dev, void **ret_buf, size_t *ret_len);
 int state_io_load(struct vdpa_dev *dev, const void *buf, size_t len);
 
 /*
+ * The device state of one suspended device straight into another: SAVE
+ * on from, LOAD on to, the library splicing one pipe into the other (page
+ * references move, no byte is copied or read), at most cap bytes, then
+ * CHECK on both. 0 and the length, or the first failure.
+ */
+int state_io_direct(struct vdpa_dev *from, struct vdpa_dev *to, size_t cap,
+		    size_t *ret_len);
+
+/*
  * Make the pipe fd as large as an unprivileged process may
  * (/proc/sys/fs/pipe-max-size, at most 4 MiB): a 64 KiB pipe costs a
  * wakeup of each side per 64 KiB. Best effort; not a pipe: nothing.
