@@ -295,6 +295,14 @@ static void bench_downtime(const char *qp)
 	printf("downtime_net_%sqp_200_migrations: median %.0f us, p99 %.0f us "
 	       "(targets for 1 qp: median <= 1000 us, p99 <= 3000 us)\n", qp,
 	       med, p99);
+	/* the library's per-step times, medians, as the CLI prints them */
+	if ((s = strstr(out, "\"downtime_steps_us\":{"))) {
+		char *e = strchr(s, '}');
+
+		if (e)
+			printf("downtime_net_%sqp by step (median us): %.*s\n",
+			       qp, (int)(e - s - 21), s + 21);
+	}
 	tu_stop_sim(pa, false);
 	tu_stop_sim(pb, false);
 }
