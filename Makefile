@@ -4,8 +4,16 @@
 #   make check      run every test (SANITIZE=1 for ASan+UBSan)
 #   make help       all targets
 
-VERSION     := 0.1.0
+# The version is written once, in include/vdpa-user/version.h.
+vnum = $(shell sed -n 's/^.define VDPA_USER_VERSION_$(1)[[:space:]]\{1,\}\([0-9]\{1,\}\)$$/\1/p' \
+	include/vdpa-user/version.h)
+VERSION     := $(call vnum,MAJOR).$(call vnum,MINOR).$(call vnum,PATCH)
 SOVERSION   := 0
+# BUILD given (command line or environment) is used as it is; without it,
+# SANITIZE=1 builds into build-san.
+ifeq ($(origin BUILD),undefined)
+BUILD_DEFAULT := 1
+endif
 BUILD       ?= build
 PREFIX      ?= /usr/local
 DESTDIR     ?=
@@ -13,12 +21,15 @@ LIBDIR      ?= $(PREFIX)/lib
 INCLUDEDIR  ?= $(PREFIX)/include
 BINDIR      ?= $(PREFIX)/bin
 MANDIR      ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 CC          ?= cc
 WERROR      ?= 1
 V           ?= 0
 
 ifeq ($(SANITIZE),1)
-override BUILD := $(BUILD)-san
+ifdef BUILD_DEFAULT
+BUILD       := build-san
+endif
 SANFLAGS    := -fsanitize=address,undefined -fno-omit-frame-pointer \
 	       -fno-sanitize-recover=undefined
 endif
@@ -40,7 +51,11 @@ OPT     ?= -O2 -g
 CPPFLAGS += -D_GNU_SOURCE -Iinclude/uapi -Iinclude -Icommon
 CFLAGS  += -std=gnu11 $(OPT) $(WARN) -fPIC -MMD -MP $(SANFLAGS)
 LDFLAGS += $(SANFLAGS)
-LIBS    := -lmnl -lpci -lpthread -lm
+# libmnl and libpci: where pkg-config says, else the default paths.
+DEP_CFLAGS := $(shell pkg-config --cflags libmnl libpci 2>/dev/null)
+DEP_LIBS   := $(shell pkg-config --libs libmnl libpci 2>/dev/null)
+CPPFLAGS += $(DEP_CFLAGS)
+LIBS    := $(or $(DEP_LIBS),-lmnl -lpci) -lpthread -lm
 
 ifeq ($(V),1)
 Q :=
@@ -80,8 +95,11 @@ DEPS_OK  := $(BUILD)/.deps-ok
 
 .PHONY: all check bench demo install uninstall clean help deps check-kernel \
 	valgrind fuzz fuzz-run examples
+MAN3_PAGES := $(wildcard docs/man/*.3)
+MAN3_LINKS := $(BUILD)/man3/.links
+
 all: $(DEPS_OK) $(LIB_SO) $(LIB_A) $(CLI) $(SIM) $(TESTS) $(BENCHES) \
-	$(BUILD)/vdpa-user.pc
+	$(BUILD)/vdpa-user.pc $(MAN3_LINKS)
 
 help:
 	@echo 'Targets:'
@@ -93,14 +111,48 @@ help:
 	@echo '  bench          benchmarks; figures printed, nothing asserted'
 	@echo '  fuzz           libFuzzer targets (clang), FUZZ_SECONDS=$(FUZZ_SECONDS) each'
 	@echo '  check-kernel   the suite against Linux vhost-vdpa + vdpa_sim in a guest'
-	@echo '  install        PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)'
+	@echo '  install        PREFIX=$(PREFIX) DESTDIR=$(DESTDIR): library, headers, pkg-config,'
+	@echo '                 CLI, simulator, man pages (1 and 3), bash completion'
+	@echo '  uninstall      the same PREFIX and DESTDIR'
 	@echo '  deps           install missing Debian build dependencies (root)'
 	@echo '  clean'
-	@echo 'Variables: BUILD=dir V=1 SANITIZE=1 WERROR=0 CC=clang'
+	@echo 'Variables: BUILD=dir (default build, build-san with SANITIZE=1) V=1'
+	@echo '  SANITIZE=1 WERROR=0 CC=clang PREFIX LIBDIR INCLUDEDIR BINDIR MANDIR BASHCOMPDIR'
+	@echo 'Version $(VERSION) (include/vdpa-user/version.h)'
 
-deps $(DEPS_OK):
+# The build needs a C compiler that compiles and links a program with
+# libmnl and libpci: probed, so any host that has them builds. When the
+# probe fails as root on Debian, scripts/install-deps.sh installs the
+# packages (elsewhere, or not root, it names them); `make deps` installs
+# them explicitly.
+DEPS_PROBE = printf '%s\n' '\#include <libmnl/libmnl.h>' '\#include <pci/pci.h>' \
+	'int main(void) { struct pci_access *p = pci_alloc();' \
+	'struct mnl_socket *n = mnl_socket_open(0); pci_cleanup(p);' \
+	'return n != 0; }' | \
+	$(CC) $(CPPFLAGS) -x c -o /dev/null - $(LDFLAGS) $(LIBS)
+
+deps:
 	$(Q)scripts/install-deps.sh build
-	$(Q)mkdir -p $(BUILD) && touch $(DEPS_OK)
+
+$(DEPS_OK):
+	$(Q)mkdir -p $(BUILD)
+	$(Q)if ! { $(DEPS_PROBE); } >$(BUILD)/deps-probe.log 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			scripts/install-deps.sh build || exit 1; \
+		elif command -v dpkg-query >/dev/null 2>&1; then \
+			scripts/install-deps.sh build || exit 1; \
+		fi; \
+		if ! { $(DEPS_PROBE); } >$(BUILD)/deps-probe.log 2>&1; then \
+			head -n 5 $(BUILD)/deps-probe.log | sed 's/^/  /' >&2; \
+			echo "vdpa-user: '$(CC)' cannot compile and link a program with libmnl and libpci" >&2; \
+			echo "  (the probe's output: $(BUILD)/deps-probe.log)." >&2; \
+			echo "  Install a C compiler and the libmnl and libpci development files:" >&2; \
+			echo "  Debian/Ubuntu: make deps as root (gcc make pkg-config libmnl-dev libpci-dev);" >&2; \
+			echo "  Fedora: gcc make pkgconf libmnl-devel pciutils-devel; Arch: gcc make libmnl pciutils." >&2; \
+			exit 1; \
+		fi; \
+	fi
+	$(Q)touch $@
 
 $(BUILD)/obj/%.o: %.c $(DEPS_OK)
 	$(call msg,CC,$<)
@@ -174,6 +226,22 @@ gen_pc = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 $(BUILD)/vdpa-user.pc: vdpa-user/vdpa-user.pc.in $(DEPS_OK)
 	$(Q)$(call gen_pc,$@)
 
+# man3: a page per public header (docs/man/*.3), and for each function named
+# in a page's NAME section a page ".so man3/PAGE.3" of that name, so that
+# `man vdpa_dev_open` finds it (tests/man-pages.sh: every exported function
+# has one, with its prototype).
+man3_names = sed -n '/^\.SH NAME/{n;s/ \\- .*//;s/[,\\]/ /g;p;q;}' $(1)
+$(MAN3_LINKS): $(MAN3_PAGES)
+	$(Q)rm -rf $(BUILD)/man3 && mkdir -p $(BUILD)/man3
+	$(Q)for p in $(MAN3_PAGES); do \
+		page=$$(basename $$p .3); \
+		for n in $$($(call man3_names,$$p)); do \
+			[ "$$n" = "$$page" ] || \
+				echo ".so man3/$$page.3" >$(BUILD)/man3/$$n.3; \
+		done; \
+	done
+	$(Q)touch $@
+
 # The examples, built in-tree against the static library (make check
 # builds examples/frontend-migrate.c against an installed copy instead:
 # tests/frontend-example.sh).
@@ -189,6 +257,11 @@ $(EXAMPLES): $(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(LIB_A)
 # The parser fuzzers run a few seconds first (plain builds, when clang can
 # link a libFuzzer program; check installs nothing for them, make fuzz
 # does); the test runner's summary stays the last line.
+# Scripts of the interface as a user meets it: headers from C++, man
+# pages, CLI help and completion, make install.
+CHECK_SCRIPTS := tests/cxx-headers.sh tests/man-pages.sh tests/cli-help.sh \
+	tests/install.sh
+
 check: all
 ifneq ($(SANITIZE),1)
 	$(Q)if printf 'int LLVMFuzzerTestOneInput(const char *d, long n) { return 0; }\n' | \
@@ -198,7 +271,7 @@ ifneq ($(SANITIZE),1)
 	else echo "# fuzz: skipped (clang with libFuzzer not installed: make fuzz installs it)"; fi
 endif
 	$(Q)BUILD=$(BUILD) scripts/run-tests.sh $(TESTS) tests/linkage.sh \
-		tests/frontend-example.sh
+		tests/frontend-example.sh $(CHECK_SCRIPTS)
 
 # Thread-mode tests (library and simulator in one process) and the CLI's
 # demo (every migration path) under valgrind's leak checker.
@@ -237,7 +310,8 @@ check-kernel: all
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/vdpa-user \
-		$(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+		$(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
+		$(DESTDIR)$(BASHCOMPDIR)
 	install -m 0755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/
 	ln -sf $(notdir $(LIB_SO)) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libvdpa-user.so
@@ -247,12 +321,21 @@ install: all
 	chmod 0644 $(DESTDIR)$(LIBDIR)/pkgconfig/vdpa-user.pc
 	install -m 0755 $(CLI) $(SIM) $(DESTDIR)$(BINDIR)/
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(MAN3_PAGES) $(BUILD)/man3/*.3 $(DESTDIR)$(MANDIR)/man3/
+	install -m 0644 completions/vdpa-user $(DESTDIR)$(BASHCOMPDIR)/vdpa-user
+	ln -sf vdpa-user $(DESTDIR)$(BASHCOMPDIR)/vdpa-sim
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libvdpa-user.* $(DESTDIR)$(LIBDIR)/pkgconfig/vdpa-user.pc
 	rm -rf $(DESTDIR)$(INCLUDEDIR)/vdpa-user
 	rm -f $(DESTDIR)$(BINDIR)/vdpa-user $(DESTDIR)$(BINDIR)/vdpa-sim
 	rm -f $(DESTDIR)$(MANDIR)/man1/vdpa-user.1 $(DESTDIR)$(MANDIR)/man1/vdpa-sim.1
+	for p in $(MAN3_PAGES); do \
+		for n in $$(basename $$p .3) $$($(call man3_names,$$p)); do \
+			rm -f $(DESTDIR)$(MANDIR)/man3/$$n.3; \
+		done; \
+	done
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/vdpa-user $(DESTDIR)$(BASHCOMPDIR)/vdpa-sim
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-san $(BUILD)-fuzz

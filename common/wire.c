@@ -5,9 +5,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <linux/ioctl.h>
 #include <linux/vhost.h>
 #include <vdpa-user/uapi-ext.h>
 #include <vdpa-user/wire.h>
+
+_Static_assert(VSIM_REQ_GET_MODEL ==
+	       _IOR(0x53, 0x05, struct vsim_model),
+	       "VSIM_REQ_GET_MODEL is _IOR(0x53, 5, struct vsim_model)");
 
 int vsim_sendv(int sock, const struct vsim_hdr *hdr, const struct iovec *iov,
 	       int iovcnt, int fd)
@@ -189,6 +194,7 @@ const char *vsim_request_name(uint32_t request)
 	case VSIM_REQ_IOTLB_MSG: return "IOTLB_MSG";
 	case VSIM_REQ_ADD_MEM: return "ADD_MEM";
 	case VSIM_REQ_DEL_MEM: return "DEL_MEM";
+	case VSIM_REQ_GET_MODEL: return "GET_MODEL";
 	default: return "UNKNOWN";
 	}
 }

@@ -9,8 +9,11 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/virtio_blk.h>
@@ -19,6 +22,19 @@
 #include "sim-int.h"
 
 #define WB_HASH		(VSIM_WB_MAX * 2)
+
+/* 64 random bits naming a RAM disk (getrandom, else time and pid). */
+static uint64_t ram_disk_id(void)
+{
+	struct timespec ts;
+	uint64_t v;
+
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) == (ssize_t)sizeof(v))
+		return v;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	v = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return (v ^ ((uint64_t)getpid() << 32)) * 0x9e3779b97f4a7c15ULL;
+}
 
 int vsim_blk_init(struct vsim *s)
 {
@@ -36,6 +52,11 @@ int vsim_blk_init(struct vsim *s)
 			return -errno;
 		if (st.st_size < VSIM_SECTOR)
 			return -EINVAL;
+		/* the file itself: whoever opens it shares this disk */
+		snprintf(s->model, sizeof(s->model),
+			 "vdpa-sim://blk?disk=%llu:%llu",
+			 (unsigned long long)st.st_dev,
+			 (unsigned long long)st.st_ino);
 		if (!s->o.capacity || s->o.capacity > (uint64_t)st.st_size /
 						       VSIM_SECTOR)
 			s->o.capacity = (uint64_t)st.st_size / VSIM_SECTOR;
@@ -48,6 +69,10 @@ int vsim_blk_init(struct vsim *s)
 			s->disk = NULL;
 			return -ENOMEM;
 		}
+		/* nobody else has this disk: a name no other will have */
+		snprintf(s->model, sizeof(s->model),
+			 "vdpa-sim://blk?disk=ram-%016llx",
+			 (unsigned long long)ram_disk_id());
 	}
 	if (s->o.writeback) {
 		s->wb.keys = malloc(WB_HASH * sizeof(*s->wb.keys));
@@ -95,10 +120,14 @@ void vsim_blk_reset(struct vsim *s)
 	 * here would be wrong after a migration: the destination owns (and
 	 * flushes) the dirty sectors it loaded from this device's state.
 	 */
-	if (s->wb.n)
+	if (s->wb.n && s->wb_saved)
+		vsim_log(s, LOG_INFO, "reset: the %u unflushed sectors went "
+			 "with the saved device state", s->wb.n);
+	else if (s->wb.n)
 		vsim_log(s, LOG_NOTICE, "reset drops %u unflushed sectors",
 			 s->wb.n);
 	vsim_wb_clear(s);
+	s->wb_saved = false;
 }
 
 /* ---- write-back cache ---------------------------------------------------- */
@@ -272,6 +301,7 @@ static int blk_io(struct vsim *s, bool write, uint64_t off,
 			uint8_t *c;
 
 			if (write) {
+				s->wb_saved = false;
 				c = vsim_wb_insert(s, sec);
 				if (!c) {
 					r = vsim_blk_flush(s);

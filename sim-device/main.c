@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /* vdpa-sim: one simulated vDPA device per process, served on a socket. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
@@ -39,7 +41,44 @@ static void usage(FILE *f)
 	      "[--mtu N]\n"
 	      "  [--capacity-mb N] [--backing FILE] "
 	      "[--cache writeback|writethrough]\n"
-	      "  [--crash-during state-save|state-load] [-v]\n", f);
+	      "  [--crash-during state-save|state-load] [--pidfile FILE]\n"
+	      "  [--ready-fd N] [-v]\n", f);
+}
+
+/* --ready-fd: "ready\n" once listening; closed without it on failure. */
+static void tell_ready(struct vsim_opts *o, bool ready)
+{
+	if (o->ready_fd < 0)
+		return;
+	if (ready && write(o->ready_fd, "ready\n", 6) != 6)
+		fprintf(stderr, "vdpa-sim: --ready-fd %d: %s\n", o->ready_fd,
+			strerror(errno));
+	close(o->ready_fd);
+	o->ready_fd = -1;
+}
+
+/* --pidfile: written whole (a temporary file renamed into place). */
+static int write_pidfile(const char *path)
+{
+	char tmp[4096], line[32];
+	int fd, n, r = 0;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid()) >=
+	    (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	n = snprintf(line, sizeof(line), "%d\n", (int)getpid());
+	if (write(fd, line, (size_t)n) != n)
+		r = errno ? -errno : -EIO;
+	if (close(fd) < 0 && !r)
+		r = -errno;
+	if (!r && rename(tmp, path) < 0)
+		r = -errno;
+	if (r)
+		unlink(tmp);
+	return r;
 }
 
 int main(int argc, char **argv)
@@ -56,10 +95,13 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (r < 0)
+	if (r < 0) {
+		tell_ready(&o, false);
 		return 2;
+	}
 	if (!sock) {
 		fprintf(stderr, "vdpa-sim: --socket PATH is required\n");
+		tell_ready(&o, false);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -67,22 +109,45 @@ int main(int argc, char **argv)
 	if (r < 0) {
 		fprintf(stderr, "vdpa-sim: cannot create device: %s\n",
 			strerror(-r));
-		return 1;
-	}
-	r = vsim_listen(g_sim, sock);
-	if (r < 0) {
-		fprintf(stderr, "vdpa-sim: %s: %s\n", sock, strerror(-r));
-		vsim_destroy(g_sim);
+		tell_ready(&o, false);
 		return 1;
 	}
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	r = vsim_listen(g_sim, sock);
+	if (r < 0) {
+		if (r == -EADDRINUSE)
+			fprintf(stderr, "vdpa-sim: %s: another simulator is "
+				"listening on it; not taking it over\n", sock);
+		else if (r == -EEXIST)
+			fprintf(stderr, "vdpa-sim: %s: exists and is not a "
+				"socket; not replacing it\n", sock);
+		else
+			fprintf(stderr, "vdpa-sim: %s: %s\n", sock,
+				strerror(-r));
+		vsim_destroy(g_sim);
+		tell_ready(&o, false);
+		return 1;
+	}
+	if (o.pidfile) {
+		r = write_pidfile(o.pidfile);
+		if (r < 0) {
+			fprintf(stderr, "vdpa-sim: --pidfile %s: %s\n",
+				o.pidfile, strerror(-r));
+			vsim_destroy(g_sim);
+			tell_ready(&o, false);
+			return 1;
+		}
+	}
 	if (o.log_level >= LOG_INFO)
 		fprintf(stderr, "vdpa-sim: %s device on %s\n",
 			o.type == VSIM_TYPE_NET ? "net" : "blk", sock);
+	tell_ready(&o, true);
 	r = vsim_run(g_sim);
 	vsim_destroy(g_sim);
 	g_sim = NULL;
+	if (o.pidfile)
+		unlink(o.pidfile);
 	return r < 0 ? 1 : 0;
 }

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /* vdpa-sim options: defaults and the command-line parser shared by main.c. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +27,7 @@ void vsim_opts_init(struct vsim_opts *o, enum vsim_type type)
 	o->mtu = 1500;
 	o->capacity = (64ULL << 20) / 512;
 	o->log_level = LOG_NOTICE;
+	o->ready_fd = -1;
 }
 
 static int fail(const struct vsim_opts *o, const char *fmt, ...)
@@ -74,6 +77,7 @@ static int parse_mac(const char *s, uint8_t mac[6])
 enum {
 	OPT_NO_SUSPEND = 256, OPT_NO_RESUME, OPT_NO_STATE, OPT_IOVA,
 	OPT_MTU, OPT_CAP, OPT_BACKING, OPT_CACHE, OPT_QP, OPT_VQ, OPT_CRASH,
+	OPT_PIDFILE, OPT_READY_FD,
 };
 
 int vsim_opts_parse(struct vsim_opts *o, int argc, char **argv,
@@ -94,6 +98,8 @@ int vsim_opts_parse(struct vsim_opts *o, int argc, char **argv,
 		{ "backing", required_argument, NULL, OPT_BACKING },
 		{ "cache", required_argument, NULL, OPT_CACHE },
 		{ "crash-during", required_argument, NULL, OPT_CRASH },
+		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+		{ "ready-fd", required_argument, NULL, OPT_READY_FD },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -195,6 +201,20 @@ int vsim_opts_parse(struct vsim_opts *o, int argc, char **argv,
 			else
 				return fail(o, "--crash-during: state-save or "
 					    "state-load");
+			break;
+		case OPT_PIDFILE:
+			if (!*optarg)
+				return fail(o, "--pidfile: a file name");
+			o->pidfile = optarg;
+			break;
+		case OPT_READY_FD:
+			if (parse_u64(optarg, &v) || v > INT_MAX)
+				return fail(o, "--ready-fd: a file descriptor "
+					    "number, 0..%d", INT_MAX);
+			if (fcntl((int)v, F_GETFD) < 0)
+				return fail(o, "--ready-fd %d: not an open "
+					    "file descriptor", (int)v);
+			o->ready_fd = (int)v;
 			break;
 		case 'v':
 			if (o->log_level < LOG_DEBUG)

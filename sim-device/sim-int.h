@@ -149,6 +149,14 @@ struct vsim {
 	int backing_fd;
 	struct vsim_wb wb;
 	uint64_t flushes;
+	/*
+	 * The write-back cache went out with a device-state save and nothing
+	 * was written since: a reset then drops nothing the state lacks.
+	 */
+	bool wb_saved;
+
+	/* VSIM_REQ_GET_MODEL: "vdpa-sim://CLASS[?disk=ID]" */
+	char model[VSIM_MODEL_MAX];
 
 	struct vsim_xfer xfer;
 	unsigned int transfers;

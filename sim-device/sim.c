@@ -212,6 +212,7 @@ int vsim_create(const struct vsim_opts *o, struct vsim **ret)
 			  (1ULL << VIRTIO_F_ACCESS_PLATFORM) |
 			  (1ULL << VIRTIO_RING_F_EVENT_IDX) |
 			  (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+	snprintf(s->model, sizeof(s->model), "vdpa-sim://net");
 	r = o->type == VSIM_TYPE_NET ? vsim_net_init(s) : vsim_blk_init(s);
 	if (r < 0)
 		goto err_free;
@@ -523,6 +524,8 @@ static long req_size(const struct vsim *s, uint32_t req)
 		return sizeof(struct vhost_vdpa_config);
 	case VSIM_REQ_HELLO:
 		return sizeof(struct vsim_hello);
+	case VSIM_REQ_GET_MODEL:
+		return 0;
 	case VSIM_REQ_IOTLB_MSG:
 		return sizeof(struct vhost_msg_v2);
 	case VSIM_REQ_ADD_MEM:
@@ -590,6 +593,11 @@ static int handle(struct vsim *s, const struct vsim_hdr *h, uint8_t *p,
 		s->hello_done = true;
 		return 0;
 	}
+	case VSIM_REQ_GET_MODEL:
+		memset(rep->buf, 0, sizeof(struct vsim_model));
+		memcpy(rep->buf, s->model, strlen(s->model));
+		rep->len = sizeof(struct vsim_model);
+		return 0;
 	case VHOST_SET_BACKEND_FEATURES:
 		memcpy(&u64, p, sizeof(u64));
 		if (u64 & ~s->backend_offered)
@@ -667,6 +675,7 @@ static int handle(struct vsim *s, const struct vsim_hdr *h, uint8_t *p,
 		return 0;
 	case VHOST_VDPA_RESUME:
 		s->suspended = false;
+		s->wb_saved = false;	/* a rolled-back save: ours again */
 		schedule_all(s);
 		return 0;
 	case VHOST_VDPA_SET_DEVICE_STATE_FD: {
@@ -873,6 +882,32 @@ static void refuse_pending(struct vsim *s, unsigned int i)
 	close_fd(&s->pending[i]);
 }
 
+/*
+ * Is something listening on the unix socket at path? 1 yes (a simulator,
+ * or a socket of another kind), 0 no (no such file, or a socket nobody
+ * listens on any more: left by a killed simulator), or -errno.
+ */
+static int probe_listener(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd, r;
+
+	strcpy(a.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+		r = 1;
+	else if (errno == EAGAIN || errno == EPROTOTYPE)
+		r = 1;		/* a full backlog, a stream socket: in use */
+	else if (errno == ECONNREFUSED || errno == ENOENT)
+		r = 0;
+	else
+		r = -errno;
+	close(fd);
+	return r;
+}
+
 int vsim_listen(struct vsim *s, const char *path)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EV(EV_LISTEN, 0) };
@@ -880,31 +915,36 @@ int vsim_listen(struct vsim *s, const char *path)
 	struct stat st;
 	mode_t old_mask;
 	bool direct;
-	int fd, r;
+	int fd, r, tries;
 
 	/*
 	 * Bound under a temporary name, made 0600 by the umask before it
-	 * exists, listening, and only then renamed into place: whoever sees
+	 * exists, listening, and only then linked into place: whoever sees
 	 * PATH can connect at once, and no other uid ever could (peers of
-	 * another uid are refused via SO_PEERCRED as well). A path too long
-	 * for the temporary suffix is bound directly (connects may then be
-	 * refused until listen()).
+	 * another uid are refused via SO_PEERCRED as well). A socket some
+	 * simulator still listens on is never taken over (-EADDRINUSE): it
+	 * is probed with connect() first, and link() does not replace a file
+	 * that appeared since. One nobody listens on any more is replaced.
+	 * A path too long for the temporary suffix is bound directly
+	 * (connects may then be refused until listen()).
 	 */
 	if (!s || !path || strlen(path) >= sizeof(a.sun_path))
 		return -EINVAL;
-	direct = snprintf(a.sun_path, sizeof(a.sun_path), "%s.%d", path,
-			  (int)getpid()) >= (int)sizeof(a.sun_path);
-	if (direct) {
-		if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
-			return -EEXIST;
-		strcpy(a.sun_path, path);
-	}
 	if (s->listen_fd >= 0)
 		return -EBUSY;
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+		return -EEXIST;	/* never replace a file that is not a socket */
+	r = probe_listener(path);
+	if (r != 0)
+		return r > 0 ? -EADDRINUSE : r;
+	direct = snprintf(a.sun_path, sizeof(a.sun_path), "%s.%d", path,
+			  (int)getpid()) >= (int)sizeof(a.sun_path);
+	if (direct)
+		strcpy(a.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	unlink(a.sun_path);
+	unlink(a.sun_path);	/* ours (PID suffix), or the stale PATH */
 	old_mask = umask(0177);
 	r = bind(fd, (struct sockaddr *)&a, sizeof(a));
 	umask(old_mask);
@@ -916,10 +956,6 @@ int vsim_listen(struct vsim *s, const char *path)
 		r = -errno;
 		goto err_unlink;
 	}
-	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
-		r = -EEXIST;	/* never replace a file that is not a socket */
-		goto err_unlink;
-	}
 	s->sock_path = strdup(path);
 	if (!s->sock_path) {
 		r = -ENOMEM;
@@ -929,8 +965,28 @@ int vsim_listen(struct vsim *s, const char *path)
 		r = -errno;
 		goto err_free;
 	}
-	if (!direct && rename(a.sun_path, path) < 0) {
+	for (tries = 0; !direct; tries++) {
+		if (link(a.sun_path, path) == 0) {
+			unlink(a.sun_path);
+			break;
+		}
 		r = -errno;
+		if (r == -EEXIST && lstat(path, &st) == 0 &&
+		    !S_ISSOCK(st.st_mode)) {
+			r = -EEXIST;
+		} else if (r == -EEXIST) {
+			r = probe_listener(path);
+			if (r == 0 && tries < 3) {
+				unlink(path);	/* stale: replace it */
+				continue;
+			}
+			/* someone was quicker, or kept replacing it */
+			r = r < 0 ? r : -EADDRINUSE;
+		} else if (rename(a.sun_path, path) == 0) {
+			break;	/* no hard links here: the probe must do */
+		} else {
+			r = -errno;
+		}
 		epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
 		goto err_free;
 	}

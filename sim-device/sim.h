@@ -48,6 +48,15 @@ struct vsim_opts {
 	 * mid-migration would. For process-mode simulators only.
 	 */
 	enum { VSIM_CRASH_NONE, VSIM_CRASH_SAVE, VSIM_CRASH_LOAD } crash_during;
+	/*
+	 * The vdpa-sim process only (main.c; the device ignores them):
+	 * --pidfile, written once the socket listens, removed at exit;
+	 * --ready-fd, "ready\n" written to it and closed once the socket
+	 * listens (closed without it when the simulator cannot start); -1
+	 * for none.
+	 */
+	const char *pidfile;
+	int ready_fd;
 	vsim_log_fn log;		/* NULL: no logging */
 	void *log_opaque;
 	int log_level;			/* messages above this level are dropped */
@@ -56,7 +65,8 @@ struct vsim_opts {
 /*
  * Defaults for type: 1 queue pair, vq size 256, every backend feature
  * offered, IOVA range [0, 2^64-1], MAC 00:11:22:33:44:55 (net), MTU 1500,
- * 64 MiB RAM disk (blk), write-through, no log, level LOG_NOTICE.
+ * 64 MiB RAM disk (blk), write-through, no log, level LOG_NOTICE, no
+ * pidfile, no ready fd.
  */
 void vsim_opts_init(struct vsim_opts *o, enum vsim_type type);
 
@@ -83,8 +93,11 @@ int vsim_create(const struct vsim_opts *o, struct vsim **ret);
 void vsim_destroy(struct vsim *sim);
 
 /*
- * Listen on a unix SOCK_SEQPACKET socket at path (created 0600; an existing
- * socket file at path is replaced). Peers with another uid are refused.
+ * Listen on a unix SOCK_SEQPACKET socket at path (created 0600). A socket
+ * file at path that nobody listens on any more (left by a killed
+ * simulator) is replaced; one that a simulator still listens on is not:
+ * -EADDRINUSE. Any other file at path: -EEXIST. Peers with another uid
+ * are refused.
  */
 int vsim_listen(struct vsim *sim, const char *path);
 

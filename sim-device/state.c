@@ -726,6 +726,8 @@ int vsim_state_check(struct vsim *s)
 		 x->dir ? "load" : "save", r < 0 ? "failed" : "done", r);
 	if (r == 0)
 		s->transfers++;
+	/* saved: the cache's content is in the state now; loaded: ours */
+	s->wb_saved = r == 0 && x->dir == VHOST_TRANSFER_STATE_DIRECTION_SAVE;
 	xfer_end(x);
 	return r;
 }

@@ -7,8 +7,9 @@
 #define VDPA_USER_UAPI_EXT_H
 
 #include <linux/types.h>
+/* first: it includes <linux/vhost_types.h> the way C++ accepts it */
+#include <vdpa-user/vdpa-user.h>
 #include <linux/vhost.h>
-#include <linux/vhost_types.h>
 
 /* Backend feature bit numbers; mask is 1ULL << n (Linux 6.4+ for 5..8). */
 #ifndef VHOST_BACKEND_F_RESUME

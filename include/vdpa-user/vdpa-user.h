@@ -16,7 +16,24 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#ifdef __cplusplus
+/*
+ * <linux/vhost_types.h> includes <linux/virtio_ring.h>, whose legacy
+ * vring_init() converts void * implicitly, which C++ refuses: leave the
+ * legacy ring layout out of a C++ translation unit (C keeps it).
+ */
+#ifndef VIRTIO_RING_NO_LEGACY
+#define VIRTIO_RING_NO_LEGACY
+#define VDPA_USER_UNDEF_NO_LEGACY
+#endif
+#endif
 #include <linux/vhost_types.h>
+#ifdef VDPA_USER_UNDEF_NO_LEGACY
+#undef VIRTIO_RING_NO_LEGACY
+#undef VDPA_USER_UNDEF_NO_LEGACY
+#endif
+
+#include <vdpa-user/version.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,6 +56,24 @@ typedef void (*vdpa_log_fn)(int level, const char *msg, void *opaque);
  */
 VDPA_EXPORT void vdpa_set_log(vdpa_log_fn fn, void *opaque, int max_level);
 
+struct vdpa_dev;
+
+/*
+ * Request trace: called after every request vdpa_dev_call() passes to a
+ * device (a kernel ioctl or write, or a simulator message) returns, with
+ * the request code and argument as given to vdpa_dev_call() (outputs
+ * filled in), what the device answered (>= 0 or -errno) and how long it
+ * took. Not called for a call refused before it reaches the device (no
+ * device, a closed one) or for the simulator's HELLO handshake. Called in
+ * the thread that made the request; fn must not call into the library.
+ */
+typedef void (*vdpa_trace_fn)(struct vdpa_dev *dev, unsigned long request,
+			      const void *arg, int result, uint64_t ns,
+			      void *opaque);
+
+/* Process-wide, like vdpa_set_log(). fn == NULL turns it off (the default). */
+VDPA_EXPORT void vdpa_set_trace(vdpa_trace_fn fn, void *opaque);
+
 /* ---- device ------------------------------------------------------------ */
 
 struct vdpa_dev;
@@ -46,8 +81,11 @@ struct vdpa_dev;
 /*
  * Open a device: "/dev/vhost-vdpa-N" (kernel) or "sim:PATH" (vdpa-sim).
  * Does VHOST_SET_OWNER. Errors: -EINVAL malformed name, -ENOENT no such
- * device or socket, -EBUSY already open elsewhere, -EACCES, -EPROTO the
- * peer does not speak the vdpa-sim protocol, -ENOMEM.
+ * device or socket, -ECONNREFUSED a socket file nobody listens on (left
+ * by a simulator that was killed) or a file that is not a socket,
+ * -EPROTOTYPE a socket of another kind (not SOCK_SEQPACKET), -EBUSY
+ * already open elsewhere, -EACCES, -EPROTO the peer does not speak the
+ * vdpa-sim protocol, -ENOMEM.
  */
 VDPA_EXPORT int vdpa_dev_open(const char *name, struct vdpa_dev **ret_dev);
 

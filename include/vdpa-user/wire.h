@@ -33,6 +33,10 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define VSIM_WIRE_MAGIC		0x41504456u	/* "VDPA" little endian */
 #define VSIM_WIRE_VERSION	1u
 #define VSIM_MAX_PAYLOAD	4096u
@@ -47,6 +51,14 @@
 #define VSIM_REQ_IOTLB_MSG	0x00005302u	/* struct vhost_msg_v2, as write() */
 #define VSIM_REQ_ADD_MEM	0x00005303u	/* struct vsim_mem + memfd */
 #define VSIM_REQ_DEL_MEM	0x00005304u	/* struct vsim_mem, no fd */
+/*
+ * The device's model URI (struct vsim_model in the reply, no request
+ * payload): _IOR(0x53, 0x05, struct vsim_model), so a client sizes the
+ * reply as for any _IOC_READ request. Added after version 1 without a
+ * version bump: a simulator that predates it answers -ENOTTY (unknown
+ * request), and a client then knows nothing more than the class.
+ */
+#define VSIM_REQ_GET_MODEL	0x80805305u
 
 struct vsim_hdr {
 	uint32_t request;
@@ -65,6 +77,19 @@ struct vsim_hello {
 	uint32_t version;
 	uint32_t device_id;
 	uint32_t reserved;
+};
+
+/*
+ * Reply of VSIM_REQ_GET_MODEL: a NUL-terminated URI naming what a migration
+ * must find identical on both sides: "vdpa-sim://net", or for blk
+ * "vdpa-sim://blk?disk=ID" where ID names the disk's storage
+ * ("DEV:INO" of the --backing file, "ram-<16 hex digits>" for a RAM disk,
+ * unique to that simulator). Two simulators share a disk exactly when
+ * their URIs are equal.
+ */
+#define VSIM_MODEL_MAX		128u
+struct vsim_model {
+	char uri[VSIM_MODEL_MAX];
 };
 
 /*
@@ -108,5 +133,9 @@ int vsim_request_takes_fd(uint32_t request);
 
 /* Human-readable name of a request code, for logs ("SET_VRING_BASE"). */
 const char *vsim_request_name(uint32_t request);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

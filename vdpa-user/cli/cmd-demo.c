@@ -6,10 +6,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -42,47 +44,58 @@ static void sim_path(char *buf, size_t len)
 	snprintf(buf, len, "vdpa-sim");
 }
 
+/*
+ * Start one simulator; it says "ready" on a pipe (--ready-fd) once it
+ * listens. In its own process group: Ctrl-C reaches the demo only, which
+ * stops at a safe point and then stops the simulators; they die with it.
+ */
 static int start_sim(const char *dir, const char *tag, const char *const *args,
 		     struct sim_proc *p)
 {
-	char prog[PATH_MAX + 16];
-	const char *argv[16];
-	int i = 0, n;
+	char prog[PATH_MAX + 16], fdarg[16], ready[8] = "";
+	const char *argv[20];
+	struct pollfd pf;
+	int i = 0, n, pfd[2];
 
 	sim_path(prog, sizeof(prog));
 	if (snprintf(p->sock, sizeof(p->sock), "%s/%s.sock", dir, tag) >=
 	    (int)sizeof(p->sock))
-		return cli_err("demo: socket path too long");
+		return cli_fail("demo: socket path too long");
 	snprintf(p->name, sizeof(p->name), "sim:%s", p->sock);
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return cli_fail_errno(-errno, "demo: pipe");
+	snprintf(fdarg, sizeof(fdarg), "%d", pfd[1]);
 	argv[i++] = prog;
 	argv[i++] = "--socket";
 	argv[i++] = p->sock;
-	for (n = 0; args[n] && i < 15; n++)
+	argv[i++] = "--ready-fd";
+	argv[i++] = fdarg;
+	for (n = 0; args[n] && i < 19; n++)
 		argv[i++] = args[n];
 	argv[i] = NULL;
 	p->pid = fork();
-	if (p->pid < 0)
-		return cli_errno(-errno, "fork");
+	if (p->pid < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return cli_fail_errno(-errno, "demo: fork");
+	}
 	if (p->pid == 0) {
+		setpgid(0, 0);
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		fcntl(pfd[1], F_SETFD, 0);	/* inherited by vdpa-sim */
 		execvp(prog, (char *const *)argv);
 		fprintf(stderr, "vdpa-user: demo: cannot run %s\n", prog);
 		_exit(127);
 	}
-	for (n = 0; n < 500; n++) {
-		struct timespec ts = { 0, 10 * 1000 * 1000 };
-		int st;
-
-		if (access(p->sock, F_OK) == 0) {
-			nanosleep(&ts, NULL);
-			return 0;
-		}
-		if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
-			p->pid = 0;
-			return cli_err("demo: vdpa-sim exited early");
-		}
-		nanosleep(&ts, NULL);
-	}
-	return cli_err("demo: vdpa-sim did not create %s", p->sock);
+	close(pfd[1]);
+	pf.fd = pfd[0];
+	pf.events = POLLIN;
+	n = poll(&pf, 1, 5000) == 1 ? (int)read(pfd[0], ready, 6) : -1;
+	close(pfd[0]);
+	if (n == 6 && !memcmp(ready, "ready\n", 6))
+		return 0;
+	return cli_fail("demo: vdpa-sim on %s did not start%s", p->sock,
+			n < 0 ? " within 5 s" : " (its error is above)");
 }
 
 static void stop_sim(struct sim_proc *p)
@@ -99,6 +112,8 @@ static int run(const char *title, const char *cmd, int (*fn)(int, char **),
 {
 	int i, rc;
 
+	if (cli_interrupted)
+		return CLI_EXIT_INTERRUPTED;
 	printf("\n== %s\n$ vdpa-user %s", title, cmd);
 	for (i = 0; i < argc; i++)
 		printf(" %s", argv[i]);
@@ -122,14 +137,18 @@ int cmd_demo(int argc, char **argv)
 	int rc = 1, i, fd;
 
 	(void)argv;
+	cli_catch_sigint();
 	if (argc)
-		return cli_err("usage: vdpa-user demo");
+		return cli_fail("usage: vdpa-user demo");
+	if (cli.json)
+		return cli_fail("demo: a narrated walk-through, no JSON output "
+				"(run its commands with -j instead)");
 	if (!mkdtemp(dir))
-		return cli_errno(-errno, "demo: temporary directory");
+		return cli_fail_errno(-errno, "demo: temporary directory");
 	snprintf(disk, sizeof(disk), "%s/disk.img", dir);
 	fd = open(disk, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
 	if (fd < 0 || ftruncate(fd, 64 << 20) < 0) {
-		rc = cli_errno(-errno, "demo: %s", disk);
+		rc = cli_fail_errno(-errno, "demo: %s", disk);
 		goto out;
 	}
 	close(fd);
@@ -164,8 +183,15 @@ int cmd_demo(int argc, char **argv)
 				   "device's own state moves too", "migrate", cmd_migrate,
 				   a5, 5);
 	}
-	printf("\n%s\n", rc ? "demo FAILED" :
-	       "demo ok: no request lost, duplicated or corrupted");
+	if (cli_interrupted) {
+		printf("\ndemo interrupted\n");
+		rc = CLI_EXIT_INTERRUPTED;
+	} else {
+		printf("\n%s\n", rc ? "demo FAILED" :
+		       "demo ok: no request lost, duplicated or corrupted "
+		       "(each driver flushed its disk before letting go; the "
+		       "source's unflushed blocks went with its state)");
+	}
 out:
 	for (i = 0; i < 4; i++)
 		stop_sim(&s[i]);

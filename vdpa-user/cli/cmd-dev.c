@@ -18,38 +18,6 @@
 #include "devopen.h"
 #include "names.h"
 
-static void print_bits(struct json *j, const char *key, uint64_t bits,
-		       uint32_t device_id, bool backend)
-{
-	unsigned int b;
-
-	if (cli.json)
-		json_arr_open(j, key);
-	else
-		printf("  %s:", key);
-	for (b = 0; b < 64; b++) {
-		const char *n;
-		char tmp[16];
-
-		if (!(bits & (1ULL << b)))
-			continue;
-		n = backend ? backend_feature_name(b) :
-			      feature_name(device_id, b);
-		if (!n) {
-			snprintf(tmp, sizeof(tmp), "bit_%u", b);
-			n = tmp;
-		}
-		if (cli.json)
-			json_str(j, NULL, n);
-		else
-			printf(" %s", n);
-	}
-	if (cli.json)
-		json_arr_close(j);
-	else
-		printf("\n");
-}
-
 static void print_net_config(struct json *j, struct vdpa_dev *dev,
 			     uint64_t features)
 {
@@ -67,11 +35,11 @@ static void print_net_config(struct json *j, struct vdpa_dev *dev,
 		json_str(j, "mac", mac);
 		json_str(j, "link", c.status & VIRTIO_NET_S_LINK_UP ?
 			 "up" : "down");
-		json_u64(j, "max_virtqueue_pairs", c.max_virtqueue_pairs);
+		json_u64(j, "max_vq_pairs", c.max_virtqueue_pairs);
 		json_u64(j, "mtu", c.mtu);
 		json_obj_close(j);
 	} else {
-		printf("  config: mac %s link %s max_virtqueue_pairs %u mtu %u\n",
+		printf("  config: mac %s link %s max_vq_pairs %u mtu %u\n",
 		       mac, c.status & VIRTIO_NET_S_LINK_UP ? "up" : "down",
 		       c.max_virtqueue_pairs, c.mtu);
 	}
@@ -133,64 +101,116 @@ static void print_identity(struct json *j, struct vdpa_dev *dev)
 	}
 }
 
+/* What can be known of a device that did not open: its PCI identity. */
+static bool identity_unopened(const char *name, struct vdpa_pci_identity *id)
+{
+	char path[64];
+	const char *cdev = name;
+
+	if (!strncmp(cdev, "sim:", 4))
+		return false;
+	if (strncmp(cdev, "/dev/", 5) &&
+	    vdpa_mgmt_chardev(NULL, cdev, path, sizeof(path)) == 0)
+		cdev = path;
+	return vdpa_pci_identity_of(NULL, cdev, id) == 0;
+}
+
+/* The management device of a kernel vdpa device (iproute2's mgmtdev). */
+static bool mgmtdev_of(struct vdpa_dev *dev, char *buf, size_t len)
+{
+	char name[64], parent[512];
+
+	if (!vdpa_dev_is_kernel(dev) ||
+	    vdpa_mgmt_parent_of(NULL, vdpa_dev_name(dev), name, sizeof(name),
+				parent, sizeof(parent)) < 0)
+		return false;
+	return vdpa_mgmt_dev_mgmtdev(name, buf, len) == 0;
+}
+
 int cmd_dev_info(int argc, char **argv)
 {
 	struct vdpa_dev *dev;
 	struct vdpa_caps caps;
 	struct json j;
+	char msg[1024], mgmt[96];
 	int err;
 
+	cli_begin();
 	if (argc != 1)
-		return cli_err("usage: vdpa-user dev info DEV");
-	err = cli_dev_open_raw(argv[0], &dev);
+		return cli_fail("usage: vdpa-user dev info DEV");
+	err = cli_dev_open_msg(argv[0], &dev, msg, sizeof(msg));
 	if (err < 0) {
 		struct vdpa_pci_identity id;
-		char path[64];
-		const char *cdev = argv[0];
+		bool pci = identity_unopened(argv[0], &id);
 
-		/* what can be known without opening it */
-		if (strncmp(cdev, "/dev/", 5) &&
-		    vdpa_mgmt_chardev(NULL, cdev, path, sizeof(path)) == 0)
-			cdev = path;
-		if (vdpa_pci_identity_of(NULL, cdev, &id) == 0)
+		cli_fail("%s", msg);
+		if (!pci)
+			return 1;
+		/* what can be known without opening it, and the error */
+		json_init(&j, stdout, cli.pretty);
+		if (cli.json) {
+			json_obj_open(&j, NULL);
+			json_obj_open(&j, "dev");
+			json_obj_open(&j, argv[0]);
+			json_str(&j, "model", id.model_uri);
+			json_obj_open(&j, "pci");
+			json_str(&j, "slot", id.bdf);
+			json_u64(&j, "vendor", id.vendor);
+			json_u64(&j, "device", id.device);
+			json_u64(&j, "subsystem_vendor", id.subvendor);
+			json_u64(&j, "subsystem_device", id.subdevice);
+			json_obj_close(&j);
+			json_obj_close(&j);
+			json_obj_close(&j);
+			cli_json_error(&j, NULL);
+			json_obj_close(&j);
+			json_end(&j);
+		} else {
 			printf("%s: pci %s %04x:%04x (subsystem %04x:%04x) "
 			       "model %s\n", argv[0], id.bdf, id.vendor,
 			       id.device, id.subvendor, id.subdevice,
 			       id.model_uri);
-		if (err == -524)	/* kernel-internal ENOTSUPP */
-			return cli_err("%s: the kernel refused to open it "
-				       "(ENOTSUPP: vhost-vdpa needs an IOMMU "
-				       "domain for this parent)", argv[0]);
-		return cli_errno(err, "%s", argv[0]);
+		}
+		return 1;
 	}
+	cli_lib_clear();
 	err = vdpa_dev_get_caps(dev, &caps);
 	if (err < 0) {
 		vdpa_dev_close(dev);
-		return cli_errno(err, "%s: reading capabilities", argv[0]);
+		return cli_fail("%s: reading its capabilities: %s", argv[0],
+				cli_lib_why(err, argv[0]));
 	}
 	json_init(&j, stdout, cli.pretty);
 	if (cli.json) {
 		json_obj_open(&j, NULL);
+		json_obj_open(&j, "dev");
 		json_obj_open(&j, argv[0]);
+		json_str(&j, "type", device_type_name(caps.device_id));
 		json_u64(&j, "device_id", caps.device_id);
-		json_str(&j, "class", device_class_name(caps.device_id));
-		json_u64(&j, "vq_count", caps.vq_count);
-		json_u64(&j, "vq_max_size", caps.vq_max_size);
+		if (mgmtdev_of(dev, mgmt, sizeof(mgmt)))
+			json_str(&j, "mgmtdev", mgmt);
+		json_u64(&j, "max_vqs", caps.vq_count);
+		json_u64(&j, "max_vq_size", caps.vq_max_size);
 		json_u64(&j, "config_size", caps.config_size);
-		json_u64(&j, "iova_first", caps.iova_range.first);
-		json_u64(&j, "iova_last", caps.iova_range.last);
+		json_obj_open(&j, "iova_range");
+		json_hex(&j, "first", caps.iova_range.first);
+		json_hex(&j, "last", caps.iova_range.last);
+		json_obj_close(&j);
 	} else {
-		printf("%s: class %s (device id %u)\n", argv[0],
-		       device_class_name(caps.device_id), caps.device_id);
-		printf("  queues: %u, max size %u, config size %u\n",
+		printf("%s: type %s (device id %u)", argv[0],
+		       device_type_name(caps.device_id), caps.device_id);
+		if (mgmtdev_of(dev, mgmt, sizeof(mgmt)))
+			printf(" mgmtdev %s", mgmt);
+		printf("\n  max_vqs %u max_vq_size %u config_size %u\n",
 		       caps.vq_count, caps.vq_max_size, caps.config_size);
 		printf("  iova range: 0x%llx-0x%llx\n",
 		       (unsigned long long)caps.iova_range.first,
 		       (unsigned long long)caps.iova_range.last);
 	}
-	print_bits(&j, "features", caps.features, caps.device_id, false);
-	print_bits(&j, "backend_features", caps.backend_features,
-		   caps.device_id, true);
+	cli_print_bits(&j, "features", caps.features, feature_name_of,
+		       caps.device_id, "  ");
+	cli_print_bits(&j, "backend_features", caps.backend_features,
+		       backend_feature_name_of, caps.device_id, "  ");
 	if (caps.device_id == VIRTIO_ID_NET)
 		print_net_config(&j, dev, caps.features);
 	else if (caps.device_id == VIRTIO_ID_BLOCK)
@@ -201,6 +221,7 @@ int cmd_dev_info(int argc, char **argv)
 		json_bool(&j, "suspend", caps.suspend);
 		json_bool(&j, "resume", caps.resume);
 		json_bool(&j, "device_state", caps.device_state);
+		json_obj_close(&j);
 		json_obj_close(&j);
 		json_obj_close(&j);
 		json_obj_close(&j);
@@ -215,15 +236,22 @@ int cmd_dev_info(int argc, char **argv)
 	return 0;
 }
 
+/*
+ * dev show [DEV]: every /dev/vhost-vdpa-N (or DEV), iproute2's keys. A
+ * device that does not open is an error (stderr, exit 1); the others are
+ * still listed.
+ */
 int cmd_dev_show(int argc, char **argv)
 {
 	struct json j;
 	glob_t g;
 	size_t i, n;
 	char **names;
+	int rc = 0;
 
+	cli_begin();
 	if (argc > 1)
-		return cli_err("usage: vdpa-user dev show [DEV]");
+		return cli_fail("usage: vdpa-user dev show [DEV]");
 	if (argc == 1) {
 		n = 1;
 		names = argv;
@@ -241,35 +269,58 @@ int cmd_dev_show(int argc, char **argv)
 	}
 	for (i = 0; i < n; i++) {
 		struct vdpa_dev *dev;
-		uint32_t id = 0;
-		int err = cli_dev_open_raw(names[i], &dev);
+		struct vdpa_caps caps;
+		char msg[1024], mgmt[96];
+		bool have_mgmt = false;
+		int err = cli_dev_open_msg(names[i], &dev, msg, sizeof(msg));
 
 		if (err == 0) {
-			err = vdpa_dev_get_device_id(dev, &id);
+			cli_lib_clear();
+			err = vdpa_dev_get_caps(dev, &caps);
+			if (err < 0)
+				snprintf(msg, sizeof(msg), "%s: reading its "
+					 "capabilities: %s", names[i],
+					 cli_lib_why(err, names[i]));
+			else
+				have_mgmt = mgmtdev_of(dev, mgmt, sizeof(mgmt));
 			vdpa_dev_close(dev);
+		}
+		if (err < 0) {
+			rc = cli_fail("%s", msg);
+			if (cli.json) {
+				json_obj_open(&j, names[i]);
+				json_str(&j, "error", msg);
+				json_obj_close(&j);
+			}
+			continue;
 		}
 		if (cli.json) {
 			json_obj_open(&j, names[i]);
-			if (err == 0) {
-				json_str(&j, "class", device_class_name(id));
-				json_u64(&j, "device_id", id);
-			} else {
-				json_str(&j, "error", strerror(-err));
-			}
+			json_str(&j, "type", device_type_name(caps.device_id));
+			json_u64(&j, "device_id", caps.device_id);
+			if (have_mgmt)
+				json_str(&j, "mgmtdev", mgmt);
+			json_u64(&j, "max_vqs", caps.vq_count);
+			json_u64(&j, "max_vq_size", caps.vq_max_size);
 			json_obj_close(&j);
-		} else if (err == 0) {
-			printf("%s: class %s\n", names[i],
-			       device_class_name(id));
 		} else {
-			printf("%s: %s\n", names[i], strerror(-err));
+			printf("%s: type %s device_id %u", names[i],
+			       device_type_name(caps.device_id),
+			       caps.device_id);
+			if (have_mgmt)
+				printf(" mgmtdev %s", mgmt);
+			printf(" max_vqs %u max_vq_size %u\n", caps.vq_count,
+			       caps.vq_max_size);
 		}
 	}
 	if (cli.json) {
 		json_obj_close(&j);
+		if (rc)
+			cli_json_error(&j, NULL);
 		json_obj_close(&j);
 		json_end(&j);
 	}
 	if (argc == 0)
 		globfree(&g);
-	return 0;
+	return rc;
 }

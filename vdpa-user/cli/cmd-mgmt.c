@@ -60,14 +60,14 @@ static int open_mgmt(const char *what, struct vdpa_mgmt **m)
 	char err[256];
 	int r = vdpa_mgmt_open(m, err, sizeof(err));
 
-	return r < 0 ? cli_err("%s: %s", what, err) : 0;
+	return r < 0 ? cli_fail("%s: %s", what, err) : 0;
 }
 
 static int nl_fail(const char *what, int r, const char *err)
 {
 	if (err && *err)
-		return cli_err("%s: %s: %s", what, err, strerror(-r));
-	return cli_errno(r, "%s", what);
+		return cli_fail("%s: %s: %s", what, err, strerror(-r));
+	return cli_fail_errno(r, "%s", what);
 }
 
 int cmd_mgmtdev_show(int argc, char **argv)
@@ -79,8 +79,10 @@ int cmd_mgmtdev_show(int argc, char **argv)
 	size_t n, i;
 	int r;
 
+	cli_begin();
+
 	if (argc > 1)
-		return cli_err("usage: vdpa-user mgmtdev show [MGMTDEV]");
+		return cli_fail("usage: vdpa-user mgmtdev show [MGMTDEV]");
 	if (open_mgmt("mgmtdev show", &m))
 		return 1;
 	r = vdpa_mgmt_list(m, argc ? argv[0] : NULL, &l, &n, err, sizeof(err));
@@ -167,6 +169,8 @@ int cmd_dev_add(int argc, char **argv)
 	uint64_t v;
 	int i, r;
 
+	cli_begin();
+
 	for (i = 0; i < argc; i++) {
 		const char *k = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
 
@@ -176,39 +180,39 @@ int cmd_dev_add(int argc, char **argv)
 			o.mgmtdev = val;
 		} else if (!strcmp(k, "mac") && val) {
 			if (parse_mac(val, o.mac))
-				return cli_err("dev add: mac '%s' is not "
-					       "xx:xx:xx:xx:xx:xx", val);
+				return cli_fail("dev add: mac '%s' is not "
+						"xx:xx:xx:xx:xx:xx", val);
 			o.has_mac = true;
 		} else if (!strcmp(k, "mtu") && val) {
 			if (cli_parse_u64(val, 65535, &v) || v < 68)
-				return cli_err("dev add: mtu '%s' out of range "
-					       "68-65535", val);
+				return cli_fail("dev add: mtu: 68..65535, not "
+						"'%s'", val);
 			o.has_mtu = true;
 			o.mtu = (uint16_t)v;
 		} else if (!strcmp(k, "max_vqp") && val) {
 			if (cli_parse_u64(val, 65535, &v) || !v)
-				return cli_err("dev add: max_vqp '%s' out of "
-					       "range 1-65535", val);
+				return cli_fail("dev add: max_vqp: 1..65535, "
+						"not '%s'", val);
 			o.has_max_vqp = true;
 			o.max_vqp = (uint16_t)v;
 		} else if (!strcmp(k, "device_features") && val) {
 			if (cli_parse_u64(val, UINT64_MAX, &v))
-				return cli_err("dev add: device_features '%s' "
-					       "is not a number", val);
+				return cli_fail("dev add: device_features '%s' "
+						"is not a number", val);
 			o.has_features = true;
 			o.features = v;
 		} else if (i == 0 && strcmp(k, "name")) {
 			o.name = k;	/* "dev add NAME mgmtdev M" */
 			continue;
 		} else {
-			return cli_err("dev add: unexpected '%s'", k);
+			return cli_fail("dev add: unexpected '%s'", k);
 		}
 		i++;
 	}
 	if (!o.name || !o.mgmtdev)
-		return cli_err("usage: vdpa-user dev add [name] NAME mgmtdev M "
-			       "[mac ADDR] [mtu N] [max_vqp N] "
-			       "[device_features HEX]");
+		return cli_fail("usage: vdpa-user dev add [name] NAME mgmtdev "
+				"M [mac ADDR] [mtu N] [max_vqp N] "
+				"[device_features HEX]");
 	if (open_mgmt("dev add", &m))
 		return 1;
 	r = vdpa_mgmt_dev_add(m, &o, err, sizeof(err));
@@ -222,8 +226,10 @@ int cmd_dev_del(int argc, char **argv)
 	char err[256];
 	int r;
 
+	cli_begin();
+
 	if (argc != 1)
-		return cli_err("usage: vdpa-user dev del NAME");
+		return cli_fail("usage: vdpa-user dev del NAME");
 	if (open_mgmt("dev del", &m))
 		return 1;
 	r = vdpa_mgmt_dev_del(m, argv[0], err, sizeof(err));
@@ -240,8 +246,10 @@ int cmd_dev_config_show(int argc, char **argv)
 	size_t n, i;
 	int r;
 
+	cli_begin();
+
 	if (argc > 1)
-		return cli_err("usage: vdpa-user dev config show [NAME]");
+		return cli_fail("usage: vdpa-user dev config show [NAME]");
 	if (open_mgmt("dev config show", &m))
 		return 1;
 	r = vdpa_mgmt_dev_config(m, argc ? argv[0] : NULL, &l, &n, err,
@@ -330,9 +338,13 @@ int cmd_dev_vstats_show(int argc, char **argv)
 	unsigned int i;
 	int r;
 
-	if (argc != 3 || strcmp(argv[1], "qidx") ||
-	    cli_parse_u64(argv[2], UINT32_MAX, &q))
-		return cli_err("usage: vdpa-user dev vstats show NAME qidx N");
+	cli_begin();
+
+	if (argc != 3 || strcmp(argv[1], "qidx"))
+		return cli_fail("usage: vdpa-user dev vstats show NAME qidx N");
+	if (cli_parse_u64(argv[2], UINT32_MAX, &q))
+		return cli_fail("dev vstats show: qidx: 0..%u, not '%s'",
+				UINT32_MAX, argv[2]);
 	if (open_mgmt("dev vstats show", &m))
 		return 1;
 	r = vdpa_mgmt_vstats(m, argv[0], (uint32_t)q, &v, err, sizeof(err));

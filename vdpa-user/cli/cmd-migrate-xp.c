@@ -18,64 +18,86 @@
 #include "migrate.h"
 #include "stream.h"
 
-#define PEER_TIMEOUT_MS	30000
+#define PEER_TIMEOUT_S	30ull	/* --timeout: silence from the peer */
+#define PEER_TIMEOUT_MAX	86400ull
 #define DRV_NET		1u
 #define DRV_BLK		2u
 
 struct xp_args {
 	const char *dev, *uri;
 	bool traffic;
-	uint64_t count, size, queues;
+	uint64_t count, size, queues, timeout;
+	int timeout_ms;
 };
 
 static int parse(const char *cmd, const char *uri_opt, int argc, char **argv,
 		 struct xp_args *a)
 {
-	int i;
+	int i, rc;
 
 	memset(a, 0, sizeof(*a));
 	a->queues = 1;
+	a->timeout = PEER_TIMEOUT_S;
 	for (i = 0; i < argc; i++) {
-		const char *s = argv[i];
-		uint64_t *num = !strcmp(s, "--count") ? &a->count :
-				!strcmp(s, "--size") ? &a->size :
-				!strcmp(s, "--queues") ? &a->queues : NULL;
+		const char *s = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
-		if (num) {
-			if (i + 1 >= argc ||
-			    cli_parse_u64(argv[++i], 1ull << 40, num) < 0)
-				return cli_err("%s: %s needs a number", cmd, s);
+		if (!strcmp(s, "--count")) {
+			rc = cli_parse_opt(cmd, s, v, 1, CLI_COUNT_MAX,
+					   &a->count);
+		} else if (!strcmp(s, "--size")) {
+			rc = cli_parse_opt(cmd, s, v, 0, CLI_SIZE_MAX,
+					   &a->size);
+		} else if (!strcmp(s, "--queues")) {
+			rc = cli_parse_opt(cmd, s, v, 1, CLI_MAX_QUEUES,
+					   &a->queues);
+		} else if (!strcmp(s, "--timeout")) {
+			rc = cli_parse_opt(cmd, s, v, 1, PEER_TIMEOUT_MAX,
+					   &a->timeout);
 		} else if (!strcmp(s, uri_opt)) {
-			if (i + 1 >= argc)
-				return cli_err("%s: %s needs a URI", cmd, s);
-			a->uri = argv[++i];
+			if (!v)
+				return cli_fail("%s: %s needs a URI: "
+						"unix:PATH, tcp:HOST:PORT or "
+						"file:PATH", cmd, s);
+			a->uri = v;
+			rc = 0;
 		} else if (!strcmp(s, "--traffic")) {
 			a->traffic = true;
+			continue;
 		} else if (s[0] == '-') {
-			return cli_err("%s: unknown option '%s'", cmd, s);
+			return cli_fail("%s: unknown option '%s'", cmd, s);
 		} else if (!a->dev) {
 			a->dev = s;
+			continue;
 		} else {
-			return cli_err("%s: unexpected argument '%s'", cmd, s);
+			return cli_fail("%s: unexpected argument '%s'", cmd, s);
 		}
+		if (rc)
+			return rc;
+		i++;
 	}
-	if (!a->dev || !a->uri || !a->queues)
-		return cli_err("usage: vdpa-user %s DEV %s unix:PATH|"
-			       "tcp:HOST:PORT|file:PATH", cmd, uri_opt);
+	if (!a->dev || !a->uri)
+		return cli_fail("usage: vdpa-user %s DEV %s unix:PATH|"
+				"tcp:HOST:PORT|file:PATH [--timeout SECONDS]",
+				cmd, uri_opt);
 	if (strncmp(a->uri, "unix:", 5) && strncmp(a->uri, "tcp:", 4) &&
 	    strncmp(a->uri, "file:", 5))
-		return cli_err("%s: '%s' is not unix:PATH, tcp:HOST:PORT or "
-			       "file:PATH", cmd, a->uri);
+		return cli_fail("%s: '%s' is not unix:PATH, tcp:HOST:PORT or "
+				"file:PATH", cmd, a->uri);
+	a->timeout_ms = (int)(a->timeout * 1000);
 	return 0;
 }
 
-/* The destination's verdict (the library's handshake message). */
-static int put_verdict(int fd, struct vdpa_mig_dst *m, int err,
-		       const char *msg)
+/*
+ * A verdict record (the library's handshake message, "VRD1", i32 0 or
+ * -errno, the reason): the destination's on preparing and at the end; the
+ * source's when it refuses before anything stopped, so the destination
+ * can say why instead of "the stream ended".
+ */
+static int put_verdict(int fd, int err, const char *msg)
 {
 	void *b;
 	size_t len;
-	int r = vdpa_mig_dst_verdict(m, err < 0 ? err : 0, msg, &b, &len);
+	int r = vdpa_mig_dst_verdict(NULL, err < 0 ? err : 0, msg, &b, &len);
 
 	if (r < 0)
 		return r;
@@ -99,42 +121,44 @@ static void verdict_reason(const uint8_t *p, size_t len, char *out,
 static void warn_v1(const char *uri, unsigned int version)
 {
 	if (version == 1)
-		cli_err("warning: %s is a version-1 stream without integrity "
-			"checks", stream_is_file(uri) ? uri + 5 : uri);
+		cli_warn("%s is a version-1 stream without integrity checks",
+			 stream_is_file(uri) ? uri + 5 : uri);
 }
 
-static void print_outcome(const char *what, int r, const char *err,
+/*
+ * The result: with -j one object (status "ok", "failed" or "interrupted",
+ * the error, the figures, the traffic's counts); in text the success line
+ * or, after a failure already reported on stderr, only the traffic's
+ * counts (what was done). source_running: -1 not said (destination).
+ */
+static void print_outcome(const char *status, const char *what,
 			  double down_us, size_t state_bytes,
-			  const struct wl_result *res, double secs)
+			  const struct wl_result *res, double secs,
+			  int source_running)
 {
+	static const struct wl_result none;
 	struct json j;
 
 	json_init(&j, stdout, cli.pretty);
 	if (cli.json) {
 		json_obj_open(&j, NULL);
-		json_str(&j, "result", r < 0 ? "failed" : "ok");
-		if (r < 0)
-			json_str(&j, "error", err);
+		json_str(&j, "result", status);
+		if (strcmp(status, "ok"))
+			cli_json_error(&j, status);
+		if (source_running >= 0)
+			json_bool(&j, "source_running", source_running);
 		json_dbl(&j, "downtime_us", down_us);
 		json_u64(&j, "state_bytes", state_bytes);
-		if (res) {
-			cli_print_result(&j, res, secs);
-		} else {
-			json_u64(&j, "requests", 0);
-			json_u64(&j, "lost", 0);
-			json_u64(&j, "duplicated", 0);
-		}
+		cli_print_result(&j, res ? res : &none, secs);
 		json_obj_close(&j);
 		json_end(&j);
-	} else {
-		printf("%s: %s", what, r < 0 ? "failed" : "ok");
-		if (r < 0)
-			printf(" (%s)", err);
-		printf(", downtime %.0f us, state %zu bytes\n", down_us,
-		       state_bytes);
-		if (res)
-			cli_print_result(&j, res, secs);
+		return;
 	}
+	if (!strcmp(status, "ok"))
+		printf("%s: ok, downtime %.0f us, state %zu bytes\n", what,
+		       down_us, state_bytes);
+	if (res)
+		cli_print_result(&j, res, secs);
 }
 
 /* ---- source -------------------------------------------------------------- */
@@ -192,22 +216,31 @@ static int send_driver(int fd, struct cli_dev *d, struct vdpa_mem *mem,
  * One record of type want from the destination; a verdict instead of it
  * is the destination refusing (its reason in err).
  */
-static int get_reply(int fd, unsigned int version, uint32_t want,
-		     void **ret_buf, size_t *ret_len, char *err, size_t el)
+static int get_reply(int fd, unsigned int version, int timeout_ms,
+		     uint32_t want, void **ret_buf, size_t *ret_len, char *err,
+		     size_t el)
 {
 	uint32_t type;
 	void *buf;
 	size_t len;
-	int r = stream_get(fd, version, PEER_TIMEOUT_MS, &type, &buf, &len);
+	int r = stream_get(fd, version, timeout_ms, &type, &buf, &len);
 
 	if (r < 0) {
-		snprintf(err, el, "%s: %s", r == -EBADMSG || r == -EPROTO ?
-			 "bad record from the destination" :
-			 "destination went away", stream_error());
+		if (r == -ETIMEDOUT)
+			snprintf(err, el, "the destination said nothing for "
+				 "%d s (--timeout)", timeout_ms / 1000);
+		else if (r == -EINTR)
+			snprintf(err, el, "interrupted while waiting for the "
+				 "destination");
+		else
+			snprintf(err, el, "%s: %s", r == -EBADMSG ||
+				 r == -EPROTO ?
+				 "bad record from the destination" :
+				 "destination went away", stream_error());
 		return r;
 	}
 	if (type == REC_VERDICT && want != REC_VERDICT) {
-		char why[256];
+		char why[512];
 
 		verdict_reason(buf, len, why, sizeof(why));
 		snprintf(err, el, "destination refused: %s",
@@ -229,28 +262,40 @@ static int get_reply(int fd, unsigned int version, uint32_t want,
 
 /*
  * The handshake before anything stops (sockets): the destination's
- * description, our precheck, our plan, its verdict on preparing.
+ * description, our precheck, our plan, its verdict on preparing. A
+ * refusal of ours is sent to the destination as a verdict.
  */
-static int handshake(int fd, const char *uri, struct vdpa_mig_src *m,
+static int handshake(int fd, const struct xp_args *a, struct vdpa_mig_src *m,
 		     unsigned int *version, char *err, size_t el)
 {
 	void *buf = NULL;
 	size_t len = 0;
-	int r = stream_get_header(fd, PEER_TIMEOUT_MS, version);
+	int r = stream_get_header(fd, a->timeout_ms, version);
 
 	if (r < 0) {
-		snprintf(err, el, "no answer from the destination: %s",
-			 stream_error());
+		if (r == -ETIMEDOUT)
+			snprintf(err, el, "no answer from the destination in "
+				 "%d s (--timeout)", a->timeout_ms / 1000);
+		else if (r == -EINTR)
+			snprintf(err, el, "interrupted while waiting for the "
+				 "destination");
+		else
+			snprintf(err, el, "no answer from the destination: %s",
+				 stream_error());
 		return r;
 	}
-	warn_v1(uri, *version);
-	r = get_reply(fd, *version, REC_DESC, &buf, &len, err, el);
+	warn_v1(a->uri, *version);
+	r = get_reply(fd, *version, a->timeout_ms, REC_DESC, &buf, &len, err,
+		      el);
 	if (r < 0)
 		return r;
 	r = vdpa_mig_src_precheck(m, buf, len, err, el);
 	free(buf);
-	if (r < 0)
+	if (r < 0) {
+		mig_explain(err, el);
+		put_verdict(fd, r, err);	/* the destination says why */
 		return r;
+	}
 	r = vdpa_mig_src_plan(m, &buf, &len);
 	if (!r)
 		r = stream_put(fd, REC_PLAN, buf, len);
@@ -259,12 +304,13 @@ static int handshake(int fd, const char *uri, struct vdpa_mig_src *m,
 		snprintf(err, el, "sending the plan: %s", strerror(-r));
 		return r;
 	}
-	r = get_reply(fd, *version, REC_VERDICT, &buf, &len, err, el);
+	r = get_reply(fd, *version, a->timeout_ms, REC_VERDICT, &buf, &len,
+		      err, el);
 	if (r < 0)
 		return r;
 	/* prepared, or the reason it could not */
 	if (len >= 8 && ((int32_t)le32toh(*(uint32_t *)((uint8_t *)buf + 4))) < 0) {
-		char why[256];
+		char why[512];
 
 		verdict_reason(buf, len, why, sizeof(why));
 		snprintf(err, el, "destination refused: %s", why);
@@ -310,17 +356,19 @@ int cmd_migrate_out(int argc, char **argv)
 	struct vdpa_mig_src *m = NULL;
 	struct vdpa_mem *mem = NULL;
 	struct workload w;
-	struct wl_result res;
+	struct wl_result res = { 0 };
 	struct xp_args a;
-	struct cli_dev d;
-	bool file, have_wl = false, stopped = false;
+	struct cli_dev d = { 0 };
+	bool file, have_wl = false, stopped = false, held = false;
 	double tw = 0, down = 0;
-	char err[512] = "";
+	char err[1024] = "", what[600];
 	void *vbuf = NULL;
 	size_t len = 0, vlen = 0;
 	unsigned int version = STREAM_VERSION;
 	int rc, r, fd = -1;
 
+	cli_result_command();
+	cli_catch_sigint();
 	rc = parse("migrate-out", "--to", argc, argv, &a);
 	if (rc)
 		return rc;
@@ -330,54 +378,101 @@ int cmd_migrate_out(int argc, char **argv)
 		return rc;
 	r = vdpa_mem_create(CLI_MEM_SIZE, CLI_MEM_IOVA, &mem);
 	if (r < 0) {
-		rc = cli_errno(r, "creating driver memory");
+		rc = cli_fail_errno(r, "creating driver memory");
 		goto out;
 	}
 	rc = cli_dev_start(&d, mem, (unsigned int)a.queues);
+	if (!rc)
+		rc = cli_check_size("migrate-out", &d, a.size);
 	if (rc)
 		goto out;
 	so.cap = cli.max_state;
 	so.restore_class = mig_driver_restore_class;
 	so.opaque = &d;
+	cli_lib_clear();
 	r = vdpa_mig_src_new(d.dev, &so, &m);
 	if (r < 0) {
-		rc = cli_errno(r, "%s: describing", a.dev);
+		rc = cli_fail("%s: describing it: %s", a.dev,
+			      cli_lib_why(r, a.dev));
 		goto out;
 	}
+	snprintf(what, sizeof(what), "traffic on %s", a.dev);
 	if (a.traffic) {
 		uint64_t count = a.count ? a.count : (d.net ? 100000 : 10000);
 
 		r = wl_init(&w, d.net, d.blk, count, (uint32_t)a.size,
 			    (unsigned int)a.queues);
 		if (r < 0) {
-			rc = cli_errno(r, "migrate-out: bad traffic parameters");
+			rc = cli_fail_errno(r, "migrate-out: setting up the "
+					    "traffic");
 			goto out;
 		}
 		have_wl = true;
 		tw = cli_now();
 		/* half the traffic here, in flight at the switch */
-		while (w.next < count / 2 && wl_step(&w) == 0)
+		while (w.next < count / 2 && !cli_interrupted &&
+		       wl_step(&w) == 0)
 			;
 	}
-	r = stream_connect(a.uri, PEER_TIMEOUT_MS, &fd);
-	if (r < 0) {
-		snprintf(err, sizeof(err), "%s: %s", a.uri, strerror(-r));
+	if (cli_interrupted) {
+		snprintf(err, sizeof(err), "interrupted before anything "
+			 "stopped");
 		goto finish;
 	}
+	if (!file)
+		cli_progress("migrate-out: waiting up to %llu s for the "
+			     "destination at %s (--timeout; Ctrl-C stops)",
+			     (unsigned long long)a.timeout, a.uri);
+	r = stream_connect(a.uri, a.timeout_ms, &fd);
+	if (r < 0) {
+		cli_progress("%s", "");
+		if (r == -ETIMEDOUT)
+			snprintf(err, sizeof(err), "%s: no destination "
+				 "listening there in %llu s (is migrate-in "
+				 "running? --timeout)", a.uri,
+				 (unsigned long long)a.timeout);
+		else if (r == -EINTR)
+			snprintf(err, sizeof(err), "interrupted while waiting "
+				 "for the destination at %s", a.uri);
+		else
+			snprintf(err, sizeof(err), "%s: %s", a.uri,
+				 strerror(-r));
+		goto finish;
+	}
+	if (!file)
+		cli_progress("migrate-out: connected; the destination checks "
+			     "its device and prepares");
 	r = stream_put_header(fd);
 	if (r < 0)
 		snprintf(err, sizeof(err), "%s: %s", a.uri, strerror(-r));
 	/* fail early: nothing stopped yet */
 	else if (!file)
-		r = handshake(fd, a.uri, m, &version, err, sizeof(err));
+		r = handshake(fd, &a, m, &version, err, sizeof(err));
 	else
 		r = vdpa_mig_src_precheck(m, NULL, 0, err, sizeof(err));
+	cli_progress("%s", "");
 	if (r < 0)
 		goto finish;
+	/* from the switchover it commits or rolls back: Ctrl-C waits */
+	cli_hold_sigint(true);
+	held = true;
+	if (cli_interrupted) {
+		snprintf(err, sizeof(err), "interrupted before anything "
+			 "stopped");
+		if (!file)
+			put_verdict(fd, -EINTR, "the source was interrupted "
+				    "(Ctrl-C) before it stopped");
+		goto finish;
+	}
 	r = vdpa_mig_src_switchover(m, err, sizeof(err));
-	if (r < 0)
-		goto finish;	/* the library resumed the source */
+	if (r < 0) {
+		/* the library resumed the source: tell the destination */
+		if (!file)
+			put_verdict(fd, r, err);
+		goto finish;
+	}
 	stopped = true;
+	cli_progress("migrate-out: %s stopped; sending its state", a.dev);
 	r = send_driver(fd, &d, mem, have_wl ? &w : NULL);
 	if (r < 0)
 		snprintf(err, sizeof(err), "sending: %s", strerror(-r));
@@ -395,8 +490,10 @@ int cmd_migrate_out(int argc, char **argv)
 		/* the state is in the file: only now may the source forget */
 		vdpa_mig_src_commit(m);
 	} else {
-		r = get_reply(fd, version, REC_VERDICT, &vbuf, &vlen, err,
-			      sizeof(err));
+		cli_progress("migrate-out: %zu bytes of state sent; waiting "
+			     "for the destination's verdict", len);
+		r = get_reply(fd, version, a.timeout_ms, REC_VERDICT, &vbuf,
+			      &vlen, err, sizeof(err));
 		if (r < 0)
 			goto rollback;
 		/* commit on success; rollback (the source resumed) else */
@@ -406,6 +503,8 @@ int cmd_migrate_out(int argc, char **argv)
 			goto finish;
 		}
 	}
+	cli_hold_sigint(false);
+	cli_progress("%s", "");
 	{
 		const struct vdpa_mig_times *t = vdpa_mig_src_times(m);
 		uint64_t end = t->begin_ns[VDPA_MIG_COMMIT];
@@ -413,8 +512,9 @@ int cmd_migrate_out(int argc, char **argv)
 		down = end > t->begin_ns[VDPA_MIG_SUSPEND] ?
 		       (double)(end - t->begin_ns[VDPA_MIG_SUSPEND]) / 1e3 : 0;
 	}
-	print_outcome(file ? "saved" : "migrated", 0, "", file ? 0 : down, len,
-		      NULL, 0);
+	/* the traffic goes on at the destination: nothing to count here */
+	print_outcome("ok", file ? "saved" : "migrated", file ? 0 : down, len,
+		      NULL, 0, -1);
 	rc = 0;
 	goto out;
 
@@ -432,17 +532,29 @@ rollback:
 		}
 	}
 finish:
+	cli_progress("%s", "");
+	if (held)
+		cli_hold_sigint(false);
 	/* the migration did not happen: the source carries on */
-	if (have_wl && !stopped)
-		wl_run(&w, 2000);
+	if (have_wl && !stopped) {
+		if (cli_interrupted)
+			cli_traffic_stop(&w);
+		else
+			cli_run_traffic(&w, 2000, what);
+	}
 	if (have_wl)
-		wl_result(&w, &res);
-	print_outcome("migrate-out", -1, err, 0, len, have_wl ? &res : NULL,
-		      have_wl ? cli_now() - tw : 0);
-	if (!cli.json)
-		cli_err("migrate-out: %s%s", err, stopped ? "" :
-			"; source still running");
-	rc = 1;
+		cli_traffic_result(&w, &res);
+	cli_dev_flush(&d);
+	rc = cli_fail("migrate-out: %s; %s", err, stopped ?
+		      "the source is left suspended" :
+		      "the source is still running");
+	if (have_wl && !stopped && !cli_interrupted && cli_result_bad(&res))
+		cli_fail_result(what, &res);
+	print_outcome(cli_interrupted ? "interrupted" : "failed", NULL, 0,
+		      len, have_wl ? &res : NULL,
+		      have_wl ? cli_now() - tw : 0, !stopped);
+	if (cli_interrupted)
+		rc = CLI_EXIT_INTERRUPTED;
 out:
 	if (fd >= 0)
 		close(fd);
@@ -463,39 +575,48 @@ struct incoming {
 	struct vdpa_mem *mem;
 };
 
-static int adopt_memory(const uint8_t *p, size_t len, struct vdpa_mem **ret)
+/* Why a read from the source failed, in words. */
+static void source_error(int r, int timeout_ms, char *err, size_t el)
 {
-	uint64_t h[3];
-	int r;
-
-	if (len < sizeof(h))
-		return -EBADMSG;
-	memcpy(h, p, sizeof(h));
-	if (!h[1] || h[1] > (1ull << 32) || h[2] > h[1] ||
-	    len != sizeof(h) + h[2])
-		return -EBADMSG;
-	r = vdpa_mem_create(h[1], h[0], ret);
-	if (r < 0)
-		return r;
-	memcpy(vdpa_mem_base(*ret), p + sizeof(h), h[2]);
-	return vdpa_mem_set_used(*ret, h[2]);
+	if (r == -ETIMEDOUT)
+		snprintf(err, el, "the source said nothing for %d s "
+			 "(--timeout)", timeout_ms / 1000);
+	else if (r == -EINTR)
+		snprintf(err, el, "interrupted while waiting for the source");
+	else
+		snprintf(err, el, "stream: %s", stream_error());
 }
 
-static int receive(int fd, unsigned int version, struct incoming *in,
-		   char *err, size_t el)
+/* A verdict from the source: it gave up; its reason in err. */
+static int source_verdict(const void *buf, size_t len, const char *how,
+			  char *err, size_t el)
+{
+	char why[512];
+
+	verdict_reason(buf, len, why, sizeof(why));
+	snprintf(err, el, "source %s: %s", how, why[0] ? why :
+		 "no reason given");
+	return -ECANCELED;
+}
+
+static int receive(int fd, unsigned int version, int timeout_ms,
+		   struct incoming *in, char *err, size_t el)
 {
 	for (;;) {
 		uint32_t type;
 		void *buf;
 		size_t len;
-		int r = stream_get(fd, version, PEER_TIMEOUT_MS, &type, &buf,
-				   &len);
+		int r = stream_get(fd, version, timeout_ms, &type, &buf, &len);
 
 		if (r < 0) {
-			snprintf(err, el, "stream: %s", stream_error());
+			source_error(r, timeout_ms, err, el);
 			return r;
 		}
 		switch (type) {
+		case REC_VERDICT:
+			r = source_verdict(buf, len, "gave up", err, el);
+			free(buf);
+			return r;
 		case REC_END:
 			free(buf);
 			if (!in->mem || !in->drv || !in->state) {
@@ -530,7 +651,7 @@ static int receive(int fd, unsigned int version, struct incoming *in,
 			break;
 		}
 		case REC_MEMORY:
-			r = in->mem ? -EBADMSG : adopt_memory(buf, len, &in->mem);
+			r = in->mem ? -EBADMSG : mig_memory_record(buf, len, &in->mem);
 			free(buf);
 			if (r < 0) {
 				snprintf(err, el, "driver memory record: %s",
@@ -547,16 +668,27 @@ static int receive(int fd, unsigned int version, struct incoming *in,
 }
 
 /* The plan, before the source stops: prepare, and say whether we could. */
-static int prepare(int fd, unsigned int version, struct vdpa_mig_dst *m,
-		   char *err, size_t el)
+static int prepare(int fd, unsigned int version, int timeout_ms,
+		   struct vdpa_mig_dst *m, char *err, size_t el)
 {
 	uint32_t type;
 	void *buf;
 	size_t len;
-	int r = stream_get(fd, version, PEER_TIMEOUT_MS, &type, &buf, &len);
+	int r = stream_get(fd, version, timeout_ms, &type, &buf, &len);
 
+	if (r == -EPIPE && type == UINT32_MAX) {
+		/* a source from before the verdict records */
+		snprintf(err, el, "the source closed the connection before "
+			 "its plan: it refused (its own output says why)");
+		return r;
+	}
 	if (r < 0) {
-		snprintf(err, el, "stream: %s", stream_error());
+		source_error(r, timeout_ms, err, el);
+		return r;
+	}
+	if (type == REC_VERDICT) {
+		r = source_verdict(buf, len, "refused", err, el);
+		free(buf);
 		return r;
 	}
 	if (type != REC_PLAN) {
@@ -569,7 +701,7 @@ static int prepare(int fd, unsigned int version, struct vdpa_mig_dst *m,
 	r = vdpa_mig_dst_prepare(m, buf, len, err, el);
 	free(buf);
 	if (!r)
-		r = put_verdict(fd, m, 0, NULL);
+		r = put_verdict(fd, 0, NULL);
 	return r;
 }
 
@@ -594,18 +726,20 @@ int cmd_migrate_in(int argc, char **argv)
 	struct vdpa_mig_dst *m = NULL;
 	struct incoming in = { 0 };
 	struct workload w;
-	struct wl_result res;
+	struct wl_result res = { 0 };
 	struct xp_args a;
-	struct cli_dev d;
-	bool file, have_wl = false;
-	char err[512] = "";
-	double t0 = 0, tw;
+	struct cli_dev d = { 0 };
+	bool file, have_wl = false, held = false;
+	char err[1024] = "", what[600];
+	double t0 = 0, tw = 0, down = 0;
 	void *dbuf = NULL;
 	size_t dlen;
 	uint32_t cls, i;
 	unsigned int version;
-	int rc, r, fd = -1;
+	int rc, r, tr = 0, fd = -1;
 
+	cli_result_command();
+	cli_catch_sigint();
 	rc = parse("migrate-in", "--from", argc, argv, &a);
 	if (rc)
 		return rc;
@@ -616,19 +750,39 @@ int cmd_migrate_in(int argc, char **argv)
 	dopt.cap = cli.max_state;
 	dopt.restore_class = mig_driver_restore_class;
 	dopt.opaque = &d;
+	cli_lib_clear();
 	r = vdpa_mig_dst_new(d.dev, &dopt, &m);
 	if (r < 0) {
-		rc = cli_errno(r, "%s: describing", a.dev);
+		rc = cli_fail("%s: describing it: %s", a.dev,
+			      cli_lib_why(r, a.dev));
 		goto out;
 	}
-	r = stream_accept(a.uri, PEER_TIMEOUT_MS, &fd);
+	if (!file)
+		cli_progress("migrate-in: waiting up to %llu s for the source "
+			     "on %s (--timeout; Ctrl-C stops)",
+			     (unsigned long long)a.timeout, a.uri);
+	r = stream_accept(a.uri, a.timeout_ms, &fd);
+	cli_progress("%s", "");
 	if (r < 0) {
-		snprintf(err, sizeof(err), "%s: %s", a.uri, strerror(-r));
+		if (r == -ETIMEDOUT)
+			snprintf(err, sizeof(err), "%s: no source connected "
+				 "in %llu s (--timeout)", a.uri,
+				 (unsigned long long)a.timeout);
+		else if (r == -EINTR)
+			snprintf(err, sizeof(err), "interrupted while waiting "
+				 "for the source on %s", a.uri);
+		else
+			snprintf(err, sizeof(err), "%s: %s", a.uri,
+				 strerror(-r));
 		goto fail;
 	}
-	r = stream_get_header(fd, PEER_TIMEOUT_MS, &version);
+	r = stream_get_header(fd, a.timeout_ms, &version);
 	if (r < 0) {
-		snprintf(err, sizeof(err), "%s: %s", a.uri, stream_error());
+		if (r == -ETIMEDOUT || r == -EINTR)
+			source_error(r, a.timeout_ms, err, sizeof(err));
+		else
+			snprintf(err, sizeof(err), "%s: %s", a.uri,
+				 stream_error());
 		goto fail;
 	}
 	warn_v1(a.uri, version);
@@ -645,13 +799,25 @@ int cmd_migrate_in(int argc, char **argv)
 			goto fail;
 		}
 		/* while the source still runs */
-		r = prepare(fd, version, m, err, sizeof(err));
+		cli_progress("migrate-in: the source connected; preparing %s",
+			     a.dev);
+		r = prepare(fd, version, a.timeout_ms, m, err, sizeof(err));
 		if (r < 0)
 			goto fail;
 	}
-	r = receive(fd, version, &in, err, sizeof(err));
+	/*
+	 * The source stops now. Ctrl-C while its records come is a failure
+	 * verdict (the source resumes); once they are all here, the load and
+	 * the verdict finish first.
+	 */
+	cli_progress("migrate-in: receiving the state");
+	r = receive(fd, version, a.timeout_ms, &in, err, sizeof(err));
 	if (r < 0)
 		goto fail;
+	cli_progress("migrate-in: loading %zu bytes of state into %s",
+		     in.state_len, a.dev);
+	cli_hold_sigint(true);
+	held = true;
 	t0 = cli_now();
 	r = -EBADMSG;
 	if (in.drv_len >= 4)
@@ -671,8 +837,10 @@ int cmd_migrate_in(int argc, char **argv)
 	}
 	/* decode and check everything before the device is started */
 	r = load_state(m, in.state, in.state_len, err, sizeof(err));
-	if (r < 0)
+	if (r < 0) {
+		mig_explain(err, sizeof(err));
 		goto fail;
+	}
 	r = cls == DRV_NET ?
 	    vdpa_net_restore(in.mem, (uint8_t *)in.drv + 4, in.drv_len - 4,
 			     &d.net) :
@@ -704,29 +872,50 @@ int cmd_migrate_in(int argc, char **argv)
 		goto fail;
 	mig_set_driver_dev(&d, d.dev);
 	if (!file)
-		put_verdict(fd, m, 0, NULL);
+		put_verdict(fd, 0, NULL);
 	close(fd);
 	fd = -1;
+	cli_hold_sigint(false);
+	held = false;
+	cli_progress("%s", "");
+	down = (cli_now() - t0) * 1e6;
 	tw = cli_now();
-	if (have_wl)
-		wl_run(&w, 2000);
-	if (have_wl)
-		wl_result(&w, &res);
-	print_outcome("migrate-in", 0, "", (tw - t0) * 1e6, in.state_len,
-		      have_wl ? &res : NULL, have_wl ? cli_now() - tw : 0);
-	rc = have_wl && (res.lost || res.duplicated || res.corrupt ||
-			 res.errors);
+	snprintf(what, sizeof(what), "traffic on %s", a.dev);
+	if (have_wl) {
+		tr = cli_run_traffic(&w, 2000, what);
+		cli_traffic_result(&w, &res);
+	}
+	cli_dev_flush(&d);
+	rc = 0;
+	if (tr == -EINTR)
+		rc = cli_fail("migrate-in: migrated; the traffic was "
+			      "interrupted after %llu of %llu requests",
+			      (unsigned long long)res.requests,
+			      (unsigned long long)w.count);
+	else if (tr < 0 && tr != -ETIMEDOUT)
+		rc = cli_fail_errno(tr, "migrate-in: migrated; %s", what);
+	else if (have_wl && cli_result_bad(&res))
+		rc = cli_fail_result(what, &res);
+	print_outcome(tr == -EINTR ? "interrupted" : rc ? "failed" : "ok",
+		      "migrate-in", down, in.state_len, have_wl ? &res : NULL,
+		      have_wl ? cli_now() - tw : 0, -1);
+	if (tr == -EINTR)
+		rc = CLI_EXIT_INTERRUPTED;
 	goto out;
 
 fail:
+	cli_progress("%s", "");
 	if (fd >= 0 && !file)
-		put_verdict(fd, m, r < 0 ? r : -EIO, err);
+		put_verdict(fd, r < 0 ? r : -EIO, err);
 	/* nothing of it may stay on the device */
 	vdpa_dev_reset(d.dev);
-	print_outcome("migrate-in", -1, err, 0, in.state_len, NULL, 0);
-	if (!cli.json)
-		cli_err("migrate-in: %s; %s left reset and unused", err, a.dev);
-	rc = 1;
+	if (held)
+		cli_hold_sigint(false);
+	rc = cli_fail("migrate-in: %s; %s left reset and unused", err, a.dev);
+	print_outcome(cli_interrupted ? "interrupted" : "failed", NULL, 0,
+		      in.state_len, NULL, 0, -1);
+	if (cli_interrupted)
+		rc = CLI_EXIT_INTERRUPTED;
 out:
 	if (fd >= 0)
 		close(fd);

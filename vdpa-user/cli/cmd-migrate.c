@@ -18,44 +18,59 @@ struct mig_args {
 
 static int parse(int argc, char **argv, struct mig_args *a)
 {
-	int i;
+	int i, rc;
 
 	memset(a, 0, sizeof(*a));
 	a->via = VIA_PIPE;
 	a->queues = 1;
 	a->iterations = 1;
 	for (i = 0; i < argc; i++) {
-		const char *s = argv[i];
-		uint64_t *num = !strcmp(s, "--count") ? &a->count :
-				!strcmp(s, "--size") ? &a->size :
-				!strcmp(s, "--queues") ? &a->queues :
-				!strcmp(s, "--iterations") ? &a->iterations :
-				NULL;
+		const char *s = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
-		if (num) {
-			if (i + 1 >= argc ||
-			    cli_parse_u64(argv[++i], 1ull << 40, num) < 0)
-				return cli_err("migrate: %s needs a number", s);
+		if (!strcmp(s, "--count")) {
+			rc = cli_parse_opt("migrate", s, v, 1, CLI_COUNT_MAX,
+					   &a->count);
+		} else if (!strcmp(s, "--size")) {
+			rc = cli_parse_opt("migrate", s, v, 0, CLI_SIZE_MAX,
+					   &a->size);
+		} else if (!strcmp(s, "--queues")) {
+			rc = cli_parse_opt("migrate", s, v, 1, CLI_MAX_QUEUES,
+					   &a->queues);
+		} else if (!strcmp(s, "--iterations")) {
+			rc = cli_parse_opt("migrate", s, v, 1,
+					   MIG_ITERATIONS_MAX, &a->iterations);
 		} else if (!strcmp(s, "--traffic")) {
 			a->traffic = true;
+			continue;
 		} else if (!strcmp(s, "--via")) {
-			if (i + 1 >= argc || mig_parse_via(argv[++i], &a->via))
-				return cli_err("migrate: --via takes pipe, "
-					       "socket, file or direct");
+			if (!v || mig_parse_via(v, &a->via))
+				return cli_fail("migrate: --via: pipe, socket, "
+						"file or direct%s%s%s",
+						v ? ", not '" : "", v ? v : "",
+						v ? "'" : "");
+			rc = 0;
 		} else if (s[0] == '-') {
-			return cli_err("migrate: unknown option '%s'", s);
+			return cli_fail("migrate: unknown option '%s'", s);
 		} else if (!a->src) {
 			a->src = s;
+			continue;
 		} else if (!a->dst) {
 			a->dst = s;
+			continue;
 		} else {
-			return cli_err("migrate: unexpected argument '%s'", s);
+			return cli_fail("migrate: unexpected argument '%s'", s);
 		}
+		if (rc)
+			return rc;
+		i++;
 	}
-	if (!a->src || !a->dst || !a->iterations || !a->queues)
-		return cli_err("usage: vdpa-user migrate SRC DST [--traffic] "
-			       "[--via pipe|socket|file|direct] [--count N] "
-			       "[--queues Q] [--iterations K]");
+	if (!a->src || !a->dst)
+		return cli_fail("usage: vdpa-user migrate SRC DST [--traffic] "
+				"[--via pipe|socket|file|direct] [--count N] "
+				"[--queues Q] [--iterations K]");
+	if (cli_same_device(a->src, a->dst))
+		return cli_fail("migrate: %s and %s are the same device: a "
+				"migration needs two", a->src, a->dst);
 	return 0;
 }
 
@@ -108,7 +123,7 @@ static int run_until(struct workload *w, uint64_t target)
 {
 	int r = 0, idle = 0;
 
-	while (w->next < target && idle < 2000) {
+	while (w->next < target && idle < 2000 && !cli_interrupted) {
 		uint64_t before = w->next + w->r.completed;
 
 		r = wl_step(w);
@@ -136,10 +151,12 @@ int cmd_migrate(int argc, char **argv)
 	double med[BD_N] = { 0 };
 	size_t state_bytes = 0;
 	uint64_t done = 0, k;
-	char err[512] = "";
-	int rc, r = 0, cur = 0;
+	char err[512] = "", what[600];
+	int rc, r = 0, cur = 0, tr = 0;
 	bool have_wl = false, rolled = false, direct = false;
 
+	cli_result_command();
+	cli_catch_sigint();
 	rc = parse(argc, argv, &a);
 	if (rc)
 		return rc;
@@ -151,16 +168,18 @@ int cmd_migrate(int argc, char **argv)
 		goto out;
 	r = vdpa_mem_create(CLI_MEM_SIZE, CLI_MEM_IOVA, &mem);
 	if (r < 0) {
-		rc = cli_errno(r, "creating driver memory");
+		rc = cli_fail_errno(r, "creating driver memory");
 		goto out;
 	}
 	rc = cli_dev_start(&dev[0], mem, (unsigned int)a.queues);
+	if (!rc)
+		rc = cli_check_size("migrate", &dev[0], a.size);
 	if (rc)
 		goto out;
 	downs = calloc(a.iterations, sizeof(*downs));
 	steps = calloc(a.iterations * BD_N, sizeof(*steps));
 	if (!downs || !steps) {
-		rc = cli_errno(-ENOMEM, "migrate");
+		rc = cli_fail_errno(-ENOMEM, "migrate");
 		goto out;
 	}
 	if (a.traffic) {
@@ -171,13 +190,14 @@ int cmd_migrate(int argc, char **argv)
 		r = wl_init(&w, dev[0].net, dev[0].blk, count,
 			    (uint32_t)a.size, (unsigned int)a.queues);
 		if (r < 0) {
-			rc = cli_errno(r, "migrate: bad traffic parameters");
+			rc = cli_fail_errno(r, "migrate: setting up the "
+					    "traffic");
 			goto out;
 		}
 		have_wl = true;
 		t0 = cli_now();
 	}
-	for (k = 0; k < a.iterations; k++) {
+	for (k = 0; k < a.iterations && !cli_interrupted; k++) {
 		struct mig_stats st;
 
 		if (have_wl) {
@@ -188,14 +208,20 @@ int cmd_migrate(int argc, char **argv)
 					 strerror(-r));
 				break;
 			}
+			if (cli_interrupted)
+				break;
 		}
-		cli_progress("migration %llu/%llu",
+		cli_progress("migration %llu of %llu (Ctrl-C stops after it)",
 			     (unsigned long long)k + 1,
 			     (unsigned long long)a.iterations);
+		/* started, it commits or rolls back: Ctrl-C waits for it */
+		cli_hold_sigint(true);
 		r = mig_once(&dev[cur], &dev[!cur], mem, a.via, &st, err,
 			     sizeof(err));
+		cli_hold_sigint(false);
 		if (r < 0) {
 			rolled = st.rolled_back;
+			mig_explain(err, sizeof(err));
 			break;
 		}
 		breakdown(&st.times, steps + done * BD_N);
@@ -209,11 +235,16 @@ int cmd_migrate(int argc, char **argv)
 	cli_progress("%s", "");
 	if (have_wl) {
 		/* finish on whichever device has the driver now */
-		if (wl_run(&w, 2000) == -ETIMEDOUT && !err[0])
-			snprintf(err, sizeof(err), "traffic stalled");
+		snprintf(what, sizeof(what), "traffic on %s",
+			 cur ? a.dst : a.src);
+		if (cli_interrupted)
+			cli_traffic_stop(&w);
+		else
+			tr = cli_run_traffic(&w, 2000, what);
 		secs = cli_now() - t0;
-		wl_result(&w, &res);
+		cli_traffic_result(&w, &res);
 	}
+	cli_dev_flush(&dev[cur]);
 	qsort(downs, done, sizeof(*downs), cmp_dbl);
 	for (k = 0; k < BD_N && done; k++) {
 		double *col = calloc(done, sizeof(*col));
@@ -227,14 +258,28 @@ int cmd_migrate(int argc, char **argv)
 		}
 		free(col);
 	}
+	/* one line for what went wrong, the figures for what was done */
+	rc = 0;
+	if (r < 0)
+		rc = cli_fail("migrate: %s%s", err, rolled ?
+			      "; the source was resumed" : "");
+	else if (cli_interrupted)
+		rc = cli_fail("migrate: interrupted after %llu of %llu "
+			      "migration(s)", (unsigned long long)done,
+			      (unsigned long long)a.iterations);
+	if (have_wl && tr < 0 && tr != -ETIMEDOUT && tr != -EINTR)
+		rc = cli_fail_errno(tr, "migrate: %s", what);
+	else if (have_wl && cli_result_bad(&res))
+		rc = cli_fail_result(what, &res);
 	json_init(&j, stdout, cli.pretty);
 	if (cli.json) {
 		json_obj_open(&j, NULL);
-		json_str(&j, "result", r < 0 ? "failed" : "ok");
-		if (r < 0) {
-			json_str(&j, "error", err);
+		json_str(&j, "result", cli_interrupted ? "interrupted" :
+			 rc ? "failed" : "ok");
+		if (rc)
+			cli_json_error(&j, NULL);
+		if (r < 0)
 			json_bool(&j, "source_resumed", rolled);
-		}
 		json_u64(&j, "migrations", done);
 		json_dbl(&j, "downtime_us", pct(downs, done, 0.5));
 		json_dbl(&j, "downtime_p99_us", pct(downs, done, 0.99));
@@ -246,26 +291,20 @@ int cmd_migrate(int argc, char **argv)
 		for (k = 0; k < BD_N; k++)
 			json_dbl(&j, bd_names[k], med[k]);
 		json_obj_close(&j);
-		if (!have_wl) {
-			json_u64(&j, "requests", 0);
-			json_u64(&j, "lost", 0);
-			json_u64(&j, "duplicated", 0);
-		} else {
-			cli_print_result(&j, &res, secs);
-		}
+		cli_print_result(&j, &res, secs);
 		json_obj_close(&j);
 		json_end(&j);
 	} else {
-		if (r < 0)
-			printf("migration failed: %s%s\n", err, rolled ?
-			       " (source resumed)" : "");
-		printf("%s -> %s: %llu migration(s) ok, downtime median %.0f us "
-		       "p99 %.0f us, state %zu bytes via %s\n", a.src, a.dst,
-		       (unsigned long long)done, pct(downs, done, 0.5),
-		       pct(downs, done, 0.99), state_bytes,
-		       a.via == VIA_PIPE ? "pipe" : a.via == VIA_SOCKET ?
-		       "socket" : a.via == VIA_FILE ? "file" :
-		       direct ? "direct" : "pipe (direct impossible)");
+		if (done)
+			printf("%s -> %s: %llu migration(s) ok, downtime "
+			       "median %.0f us p99 %.0f us, state %zu bytes "
+			       "via %s\n",
+			       a.src, a.dst, (unsigned long long)done,
+			       pct(downs, done, 0.5), pct(downs, done, 0.99),
+			       state_bytes, a.via == VIA_PIPE ? "pipe" :
+			       a.via == VIA_SOCKET ? "socket" :
+			       a.via == VIA_FILE ? "file" :
+			       direct ? "direct" : "pipe (direct impossible)");
 		if (done) {
 			printf("downtime by step (median us):");
 			for (k = 0; k < BD_N; k++)
@@ -275,10 +314,8 @@ int cmd_migrate(int argc, char **argv)
 		if (have_wl)
 			cli_print_result(&j, &res, secs);
 	}
-	if (r < 0 && !cli.json)
-		cli_err("migrate: %s", err);
-	rc = r < 0 || (have_wl && (res.lost || res.duplicated || res.corrupt ||
-				   res.errors));
+	if (cli_interrupted)
+		rc = CLI_EXIT_INTERRUPTED;
 out:
 	if (have_wl)
 		wl_free(&w);

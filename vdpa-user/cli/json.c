@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <assert.h>
 #include <math.h>
+#include <stdio.h>
 
 #include "json.h"
 
@@ -25,7 +26,13 @@ static void put_string(FILE *f, const char *s)
 		case '\t': fputs("\\t", f); break;
 		case '\r': fputs("\\r", f); break;
 		default:
-			if (c < 0x20)
+			/*
+			 * RFC 8259: control characters must be escaped; the
+			 * output stays ASCII, so no byte >= 0x7f is left to
+			 * be taken for (invalid) UTF-8: each is \u00XX, as
+			 * the library's state print escapes them.
+			 */
+			if (c < 0x20 || c >= 0x7f)
 				fprintf(f, "\\u%04x", c);
 			else
 				fputc(c, f);
@@ -121,8 +128,20 @@ void json_null(struct json *j, const char *k)
 	fputs("null", j->f);
 }
 
+bool json_emitted;
+
 void json_end(struct json *j)
 {
 	fputc('\n', j->f);
 	fflush(j->f);
+	if (j->f == stdout)
+		json_emitted = true;
+}
+
+void json_hex(struct json *j, const char *k, uint64_t val)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "0x%llx", (unsigned long long)val);
+	json_str(j, k, buf);
 }

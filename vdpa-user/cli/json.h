@@ -25,7 +25,14 @@ void json_i64(struct json *j, const char *key, int64_t val);
 void json_dbl(struct json *j, const char *key, double val);
 void json_bool(struct json *j, const char *key, bool val);
 void json_null(struct json *j, const char *key);
-/* Ends the document with a newline. */
+/* Ends the document with a newline; sets json_emitted. */
 void json_end(struct json *j);
+/* A document went to stdout (the error at exit is then not printed). */
+extern bool json_emitted;
+/*
+ * Helpers for the CLI's naming (docs/man/vdpa-user.1, JSON OUTPUT): a
+ * 64-bit mask or address as a "0x..." string (exact in any JSON reader).
+ */
+void json_hex(struct json *j, const char *key, uint64_t val);
 
 #endif

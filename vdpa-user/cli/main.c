@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * vdpa-user: OBJECT VERB [args], shaped like iproute2's vdpa tool.
- * One cmd_<object>_<verb>() per command; errors are one line on stderr.
+ * One cmd_<object>_<verb>() per command, found in usage.c's table (with
+ * its help); global options anywhere; errors are one line on stderr.
  */
 #include <errno.h>
 #include <signal.h>
@@ -15,37 +16,13 @@
 
 #include <vdpa-user/state.h>
 #include <vdpa-user/vdpa-user.h>
+#include <vdpa-user/version.h>
 
 #include "stream.h"
 #include "cli.h"
-
-#define VDPA_USER_VERSION "0.1.0"
+#include "usage.h"
 
 struct cli_opts cli;
-
-int cli_err(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("vdpa-user: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return 1;
-}
-
-int cli_errno(int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("vdpa-user: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, ": %s\n", strerror(err < 0 ? -err : err));
-	return 1;
-}
 
 void cli_progress(const char *fmt, ...)
 {
@@ -87,86 +64,193 @@ static void raise_memlock(void)
 	setrlimit(RLIMIT_MEMLOCK, &r);
 }
 
-struct cmd {
-	const char *object;
-	const char *verb;	/* NULL: the object is the whole command */
-	int (*fn)(int argc, char **argv);
-	const char *usage;
-};
-
-static const struct cmd cmds[] = {
-	{ "dev", "show", cmd_dev_show, "dev show [DEV]" },
-	{ "dev", "info", cmd_dev_info, "dev info DEV" },
-	{ "dev", "add", cmd_dev_add,
-	  "dev add NAME mgmtdev M [mac ADDR] [mtu N] [max_vqp N] [device_features HEX]" },
-	{ "dev", "del", cmd_dev_del, "dev del NAME" },
-	{ "dev", "config", cmd_dev_config_show, "dev config show [NAME]" },
-	{ "dev", "vstats", cmd_dev_vstats_show, "dev vstats show NAME qidx N" },
-	{ "mgmtdev", "show", cmd_mgmtdev_show, "mgmtdev show [MGMTDEV]" },
-	{ "traffic", NULL, cmd_traffic,
-	  "traffic DEV --count N [--size B] [--queues Q]" },
-	{ "migrate", NULL, cmd_migrate,
-	  "migrate SRC DST [--traffic] [--via pipe|socket|file]" },
-	{ "migrate-out", NULL, cmd_migrate_out,
-	  "migrate-out SRC --to unix:PATH|tcp:HOST:PORT|file:PATH [--traffic]" },
-	{ "migrate-in", NULL, cmd_migrate_in,
-	  "migrate-in DST --from unix:PATH|tcp:HOST:PORT|file:PATH" },
-	{ "state", "show", cmd_state_show, "state show FILE" },
-	{ "state", "check", cmd_state_check, "state check FILE DEV" },
-	{ "demo", NULL, cmd_demo, "demo" },
-};
-
-static void usage(FILE *f)
+static void version(void)
 {
-	size_t i;
+	printf("vdpa-user %s, libvdpa-user %s\n", VDPA_USER_VERSION,
+	       vdpa_version());
+}
 
-	fprintf(f, "Usage: vdpa-user [-j] [-p] [-v] OBJECT VERB [ARGS]\n"
-		   "  DEV is /dev/vhost-vdpa-N, a vdpa device name, or sim:PATH\n");
-	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		fprintf(f, "  vdpa-user %s\n", cmds[i].usage);
-	fprintf(f, "Options: -j JSON output, -p pretty JSON, -v more log "
-		   "(repeat), -V version, -h help,\n"
-		   "  --max-state BYTES  largest device state accepted "
-		   "(default %u)\n", VDPA_STATE_DEFAULT_CAP);
+struct global {
+	bool help, version;
+};
+
+/*
+ * A global option at argv[*i] (before or after the command): 1 taken (with
+ * its value, *i advanced past it), 0 not one, -1 bad (why in err).
+ */
+static int global_opt(int argc, char **argv, int *i, struct global *g,
+		      char *err, size_t errlen)
+{
+	const char *a = argv[*i];
+	const char *val = NULL;
+
+	if (!strcmp(a, "-j") || !strcmp(a, "--json")) {
+		cli.json = true;
+	} else if (!strcmp(a, "-p") || !strcmp(a, "--pretty")) {
+		cli.pretty = true;
+	} else if (!strcmp(a, "--verbose")) {
+		cli.verbose++;
+	} else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
+		g->version = true;
+	} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+		g->help = true;
+	} else if (!strcmp(a, "--max-state") ||
+		   !strncmp(a, "--max-state=", 12)) {
+		if (a[11] == '=')
+			val = a + 12;
+		else if (*i + 1 < argc)
+			val = argv[++*i];
+		if (!val || cli_parse_u64(val, STREAM_RECORD_MAX,
+					  &cli.max_state) < 0 || !cli.max_state) {
+			snprintf(err, errlen, "--max-state needs a size in "
+				 "bytes, 1..%llu (default %u)",
+				 STREAM_RECORD_MAX, VDPA_STATE_DEFAULT_CAP);
+			return -1;
+		}
+	} else if (a[0] == '-' && a[1] && a[1] != '-' &&
+		   strspn(a + 1, "jpv") == strlen(a + 1)) {
+		/* -jp, -vv, -jpv: a cluster of the one-letter flags */
+		for (a++; *a; a++) {
+			if (*a == 'j')
+				cli.json = true;
+			else if (*a == 'p')
+				cli.pretty = true;
+			else
+				cli.verbose++;
+		}
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
+/* Help for the command words in w[0..n): 0, or 1 for an unknown one. */
+static int help(char **w, int n)
+{
+	const struct cli_cmd *c;
+	char verbs[128];
+
+	if (!n) {
+		cli_usage_all(stdout);
+		return 0;
+	}
+	if (!cli_is_object(w[0]))
+		return cli_fail("unknown command '%s' (vdpa-user help lists "
+				"them)", w[0]);
+	c = cli_cmd_find(w[0], n > 1 ? w[1] : NULL);
+	if (!c && (n == 1 || !strcmp(w[1], "help"))) {
+		cli_usage_object(stdout, w[0]);
+		return 0;
+	}
+	if (!c)
+		return cli_fail("unknown command '%s %s' ('%s' takes %s)",
+				w[0], w[1], w[0],
+				cli_object_verbs(w[0], verbs, sizeof(verbs)));
+	cli_usage_cmd(stdout, c);
+	return 0;
 }
 
 int main(int argc, char **argv)
 {
-	const char *object, *verb;
-	size_t i;
-	int argi = 1;
+	const struct cli_cmd *c = NULL;
+	struct global g = { false, false };
+	char **rest, verbs[128], err[256] = "";
+	bool value_next = false;
+	int i, n = 0, rc, r;
 
 	signal(SIGPIPE, SIG_IGN);
 	raise_memlock();
-	for (; argi < argc && argv[argi][0] == '-' && argv[argi][1]; argi++) {
-		const char *a = argv[argi];
+	rest = calloc((size_t)argc + 1, sizeof(*rest));
+	if (!rest)
+		return cli_fail_errno(-ENOMEM, "starting");
+	/*
+	 * Global options go anywhere; what is left is the command and its
+	 * arguments. A command option's value is never taken for a global
+	 * option (--to -j is a URI "-j"). A bad option is reported once every
+	 * option was seen (with -j after it, as JSON too).
+	 */
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const struct cli_opt *o;
+		char why[sizeof(err)];
 
-		if (!strcmp(a, "-j") || !strcmp(a, "--json")) {
-			cli.json = true;
-		} else if (!strcmp(a, "-p") || !strcmp(a, "--pretty")) {
-			cli.pretty = true;
-		} else if (!strcmp(a, "-jp") || !strcmp(a, "-pj")) {
-			cli.json = cli.pretty = true;
-		} else if (!strncmp(a, "-v", 2) && strspn(a + 1, "v") ==
-			   strlen(a + 1)) {
-			cli.verbose += (int)strlen(a + 1);
-		} else if (!strcmp(a, "--max-state")) {
-			if (argi + 1 >= argc ||
-			    cli_parse_u64(argv[++argi], STREAM_RECORD_MAX,
-					  &cli.max_state) < 0 || !cli.max_state)
-				return cli_err("--max-state needs a size in "
-					       "bytes, 1..%llu (default %u)",
-					       STREAM_RECORD_MAX,
-					       VDPA_STATE_DEFAULT_CAP);
-		} else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
-			printf("vdpa-user " VDPA_USER_VERSION "\n");
-			return 0;
-		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			usage(stdout);
-			return 0;
-		} else {
-			return cli_err("unknown option '%s' (try -h)", a);
+		if (value_next) {
+			rest[n++] = argv[i];
+			value_next = false;
+			continue;
 		}
+		r = global_opt(argc, argv, &i, &g, why, sizeof(why));
+		if (r < 0 && !err[0])
+			snprintf(err, sizeof(err), "%s", why);
+		if (r)
+			continue;
+		if (!n && a[0] == '-' && a[1]) {
+			if (!err[0])
+				snprintf(err, sizeof(err), "unknown option '%s' "
+					 "(vdpa-user help lists them)", a);
+			continue;
+		}
+		rest[n++] = argv[i];
+		if (!c)
+			c = cli_cmd_find(rest[0], n > 1 ? rest[1] : NULL);
+		else if ((o = cli_cmd_opt(c, a)) && o->arg)
+			value_next = true;
+	}
+	if (err[0]) {
+		free(rest);
+		return cli_fail("%s", err);
+	}
+	if (g.version) {
+		version();
+		free(rest);
+		return 0;
+	}
+	if (g.help || (n && !strcmp(rest[0], "help"))) {
+		/* "help dev info", "dev info --help", "help -h" */
+		i = n && !strcmp(rest[0], "help");
+		rc = help(rest + i, n - i);
+		free(rest);
+		return rc;
+	}
+	if (!n) {
+		cli_usage_all(stderr);
+		free(rest);
+		return 1;
+	}
+	if (!cli_is_object(rest[0])) {
+		rc = cli_fail("unknown command '%s' (vdpa-user help lists "
+			      "them)", rest[0]);
+		free(rest);
+		return rc;
+	}
+	/* "dev help", "traffic help": that object's or command's help */
+	if (n > 1 && !strcmp(rest[1], "help")) {
+		rc = help(rest, 1 + !c);
+		free(rest);
+		return rc;
+	}
+	if (!c) {
+		if (n == 1)
+			rc = cli_fail("'%s' needs a verb: %s (vdpa-user %s "
+				      "help)", rest[0],
+				      cli_object_verbs(rest[0], verbs,
+						       sizeof(verbs)), rest[0]);
+		else
+			rc = cli_fail("unknown command '%s %s' ('%s' takes "
+				      "%s)", rest[0], rest[1], rest[0],
+				      cli_object_verbs(rest[0], verbs,
+						       sizeof(verbs)));
+		free(rest);
+		return rc;
+	}
+	i = c->verb ? 2 : 1;
+	/* "dev config show", "dev vstats show": the "show" may be left out */
+	if (c->verb2 && i < n && !strcmp(rest[i], c->verb2))
+		i++;
+	if (c->verb2 && i < n && !strcmp(rest[i], "help")) {
+		cli_usage_cmd(stdout, c);
+		free(rest);
+		return 0;
 	}
 	if (!cli.max_state)
 		cli.max_state = VDPA_STATE_DEFAULT_CAP;
@@ -174,38 +258,7 @@ int main(int argc, char **argv)
 	vdpa_set_log(log_to_stderr, NULL,
 		     cli.verbose >= 2 ? LOG_DEBUG :
 		     cli.verbose == 1 ? LOG_INFO : LOG_WARNING);
-	if (argi >= argc) {
-		usage(stderr);
-		return 1;
-	}
-	object = argv[argi++];
-	verb = argi < argc ? argv[argi] : NULL;
-	if (!strcmp(object, "help")) {
-		usage(stdout);
-		return 0;
-	}
-	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-		const struct cmd *c = &cmds[i];
-
-		if (strcmp(c->object, object))
-			continue;
-		if (!c->verb)
-			return c->fn(argc - argi, argv + argi);
-		if (!verb || strcmp(c->verb, verb))
-			continue;
-		argi++;
-		/* "dev config show", "dev vstats show": eat the "show" */
-		if ((!strcmp(verb, "config") || !strcmp(verb, "vstats")) &&
-		    argi < argc && !strcmp(argv[argi], "show"))
-			argi++;
-		return c->fn(argc - argi, argv + argi);
-	}
-	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		if (!strcmp(cmds[i].object, object))
-			break;
-	if (i == sizeof(cmds) / sizeof(cmds[0]))
-		return cli_err("unknown command '%s' (try -h)", object);
-	if (verb)
-		return cli_err("unknown command '%s %s' (try -h)", object, verb);
-	return cli_err("'%s' needs a verb (try -h)", object);
+	rc = c->fn(n - i, rest + i);
+	free(rest);
+	return rc;
 }

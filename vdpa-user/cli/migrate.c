@@ -18,6 +18,17 @@
 #include "migrate.h"
 #include "stream.h"
 
+void mig_explain(char *err, size_t len)
+{
+	const char *a = strstr(err, "model: source vdpa-sim://blk");
+	size_t n = strlen(err);
+
+	if (a && strstr(a, ", destination vdpa-sim://blk") &&
+	    !strstr(err, "do not share a disk"))
+		snprintf(err + n, len - n, ": the simulators do not share a "
+			 "disk (start both with the same --backing FILE)");
+}
+
 int mig_parse_via(const char *s, enum mig_via *ret)
 {
 	if (!strcmp(s, "pipe"))
@@ -46,6 +57,31 @@ void mig_set_driver_dev(struct cli_dev *drv, struct vdpa_dev *dev)
 		vdpa_net_set_dev(drv->net, dev);
 	if (drv->blk)
 		vdpa_blk_set_dev(drv->blk, dev);
+}
+
+int mig_memory_record(const void *p, size_t len, struct vdpa_mem **ret)
+{
+	struct vdpa_mem *m;
+	uint64_t h[3];
+	int r;
+
+	if (len < sizeof(h))
+		return -EBADMSG;
+	memcpy(h, p, sizeof(h));
+	if (!h[1] || h[1] > (1ull << 32) || h[2] > h[1] ||
+	    len != sizeof(h) + h[2])
+		return -EBADMSG;
+	r = vdpa_mem_create(h[1], h[0], &m);
+	if (r < 0)
+		return r;
+	memcpy(vdpa_mem_base(m), (const uint8_t *)p + sizeof(h), h[2]);
+	r = vdpa_mem_set_used(m, h[2]);
+	if (r < 0) {
+		vdpa_mem_destroy(m);
+		return r;
+	}
+	*ret = m;
+	return 0;
 }
 
 int mig_slurp(int fd, void **ret_buf, size_t *ret_len)

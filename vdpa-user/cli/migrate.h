@@ -32,6 +32,12 @@ void mig_set_driver_dev(struct cli_dev *drv, struct vdpa_dev *dev);
  */
 int mig_driver_restore_class(struct vdpa_dev *dev, const struct vdpa_state *s,
 			     void *opaque);
+/*
+ * The driver-memory record of the migration stream (u64 IOVA, size and
+ * allocator cursor, then cursor bytes), checked, as a vdpa_mem mapped into
+ * no device. -EBADMSG malformed; vdpa_mem_create()'s errors.
+ */
+int mig_memory_record(const void *p, size_t len, struct vdpa_mem **ret);
 /* Read fd to EOF (the front-end's side of a SAVE), at most cli.max_state. */
 int mig_slurp(int fd, void **ret_buf, size_t *ret_len);
 
@@ -40,5 +46,15 @@ int mig_once(struct cli_dev *src, struct cli_dev *dst, struct vdpa_mem *mem,
 	     enum mig_via via, struct mig_stats *st, char *err, size_t errlen);
 
 int mig_parse_via(const char *s, enum mig_via *ret);
+
+/* --iterations: 1..MIG_ITERATIONS_MAX */
+#define MIG_ITERATIONS_MAX	1000000ull
+
+/*
+ * A refusal's reason, completed where the library's words leave the user
+ * guessing: two blk simulators whose model URIs name different disks
+ * ("...: the simulators do not share a disk (...)").
+ */
+void mig_explain(char *err, size_t len);
 
 #endif

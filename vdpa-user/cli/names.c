@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <stddef.h>
+#include <stdio.h>
 
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
@@ -8,6 +9,7 @@
 #include <linux/virtio_ring.h>
 #include <vdpa-user/uapi-ext.h>
 
+#include "cli.h"
 #include "names.h"
 
 #define B(x) [x] = #x
@@ -119,4 +121,66 @@ const char *status_bit_name(unsigned int bit)
 	};
 
 	return bit < 8 ? names[bit] : NULL;
+}
+
+void cli_print_bits(struct json *j, const char *key, uint64_t bits,
+		    const char *(*name)(uint32_t device_id, unsigned int bit),
+		    uint32_t device_id, const char *indent)
+{
+	char hex[48];
+	unsigned int b;
+
+	snprintf(hex, sizeof(hex), "%s_hex", key);
+	if (cli.json)
+		json_arr_open(j, key);
+	else
+		printf("%s%s 0x%llx:", indent, key, (unsigned long long)bits);
+	for (b = 0; b < 64; b++) {
+		const char *n;
+
+		if (!(bits & (1ULL << b)))
+			continue;
+		n = name(device_id, b);
+		/* unnamed: a number in JSON, bit_N in text (as iproute2) */
+		if (cli.json && n)
+			json_str(j, NULL, n);
+		else if (cli.json)
+			json_u64(j, NULL, b);
+		else if (n)
+			printf(" %s", n);
+		else
+			printf(" bit_%u", b);
+	}
+	if (cli.json) {
+		json_arr_close(j);
+		json_hex(j, hex, bits);
+	} else {
+		printf("\n");
+	}
+}
+
+const char *feature_name_of(uint32_t device_id, unsigned int bit)
+{
+	return feature_name(device_id, bit);
+}
+
+const char *backend_feature_name_of(uint32_t device_id, unsigned int bit)
+{
+	(void)device_id;
+	return backend_feature_name(bit);
+}
+
+const char *status_bit_name_of(uint32_t device_id, unsigned int bit)
+{
+	(void)device_id;
+	return status_bit_name(bit);
+}
+
+const char *device_type_name(uint32_t device_id)
+{
+	switch (device_id) {
+	case VIRTIO_ID_NET: return "network";
+	case VIRTIO_ID_BLOCK: return "block";
+	default: return "<unknown type>";
+	}
 }

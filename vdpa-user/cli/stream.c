@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,17 +40,39 @@ int io_write_full(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+static const volatile sig_atomic_t *cancel_flag;
+
+void stream_set_cancel(const volatile sig_atomic_t *flag)
+{
+	cancel_flag = flag;
+}
+
+static bool cancelled(void)
+{
+	return cancel_flag && *cancel_flag;
+}
+
+/* Readable within timeout_ms (-ETIMEDOUT), or -EINTR once cancelled. */
 static int wait_readable(int fd, int timeout_ms)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
-	int r;
+	int r, left = timeout_ms;
 
-	do {
-		r = poll(&p, 1, timeout_ms);
-	} while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return -errno;
-	return r == 0 ? -ETIMEDOUT : 0;
+	for (;;) {
+		int slice = left < 0 || left > 100 ? 100 : left;
+
+		if (cancelled())
+			return -EINTR;
+		r = poll(&p, 1, cancel_flag ? slice : left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r > 0)
+			return 0;
+		if (!cancel_flag || (left >= 0 && (left -= slice) <= 0))
+			return -ETIMEDOUT;
+	}
 }
 
 int io_read_full(int fd, void *buf, size_t len, int timeout_ms)
@@ -175,7 +198,10 @@ int stream_connect(const char *uri, int timeout_ms, int *ret_fd)
 		/* the listener may not be up yet: retry until the deadline */
 		if ((err != -ENOENT && err != -ECONNREFUSED) ||
 		    now_ms() >= deadline)
-			return err;
+			return err == -ENOENT || err == -ECONNREFUSED ?
+			       -ETIMEDOUT : err;
+		if (cancelled())
+			return -EINTR;
 		usleep(10000);
 	}
 }

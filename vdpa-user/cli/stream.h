@@ -38,6 +38,12 @@ int stream_connect(const char *uri, int timeout_ms, int *ret_fd);
 int stream_accept(const char *uri, int timeout_ms, int *ret_fd);
 /* True when the uri is a file: (no peer to talk back). */
 int stream_is_file(const char *uri);
+/*
+ * Waits for a peer (connect, accept, reads) give up with -EINTR once
+ * *flag is non-zero (the CLI's Ctrl-C), checked at least every 100 ms.
+ */
+#include <signal.h>
+void stream_set_cancel(const volatile sig_atomic_t *flag);
 
 /* Writes a version STREAM_VERSION header; stream_put() writes its records. */
 int stream_put_header(int fd);

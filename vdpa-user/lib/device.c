@@ -163,24 +163,41 @@ static void shadow_update(struct vdpa_dev *dev, unsigned long request,
 	}
 }
 
+/* The request trace (vdpa_set_trace()): process-wide, like the log. */
+static vdpa_trace_fn trace_fn;
+static void *trace_opaque;
+
+void vdpa_set_trace(vdpa_trace_fn fn, void *opaque)
+{
+	trace_fn = fn;
+	trace_opaque = opaque;
+}
+
 int vdpa_dev_call(struct vdpa_dev *dev, unsigned long request, void *arg)
 {
-	uint64_t t0 = 0;
+	vdpa_trace_fn trace = trace_fn;
+	void *topaque = trace_opaque;
+	bool log = vdpa_log_enabled(LOG_DEBUG);
+	uint64_t t0 = 0, ns = 0;
 	int r;
 
 	if (!dev || dev->fd < 0)
 		return -EBADF;
 	if (arg)
 		snapshot_provisioned(dev, request, arg);
-	if (vdpa_log_enabled(LOG_DEBUG))
+	if (log || trace)
 		t0 = now_ns();
 	r = dev->ops->call(dev, request, arg);
 	if (r >= 0)
 		shadow_update(dev, request, arg);
-	if (t0)
+	if (log || trace)
+		ns = now_ns() - t0;
+	if (log)
 		vdpa_log(LOG_DEBUG, "%s: %s -> %d (%llu ns)", dev->name,
 			 vsim_request_name((uint32_t)request), r,
-			 (unsigned long long)(now_ns() - t0));
+			 (unsigned long long)ns);
+	if (trace)
+		trace(dev, request, arg, r, ns, topaque);
 	return r;
 }
 
@@ -201,7 +218,8 @@ static int sim_connect(const char *path, int *ret_fd)
 	if (fd < 0)
 		return -errno;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		err = errno == ECONNREFUSED ? -ENOENT : -errno;
+		/* ECONNREFUSED: a socket file nobody listens on (a killed sim) */
+		err = -errno;
 		close(fd);
 		return err;
 	}

@@ -33,7 +33,9 @@
 /*
  * The device model: pci://vvvv/dddd/ssss/ssss for a PCI parent (libpci),
  * vdpa://PARENT/CLASS for another kernel parent (vdpa://vdpasim_net/net),
- * vdpa-sim://CLASS for the simulator.
+ * vdpa-sim://CLASS for the simulator, with ?disk=ID for blk (what it
+ * answers to VSIM_REQ_GET_MODEL: two blk simulators are only compatible
+ * when they share a disk).
  */
 static void model_uri(struct vdpa_dev *dev, const char *cls, char *buf,
 		      size_t len)
@@ -42,7 +44,22 @@ static void model_uri(struct vdpa_dev *dev, const char *cls, char *buf,
 	struct vdpa_pci_identity id;
 
 	if (!vdpa_dev_is_kernel(dev)) {
-		snprintf(buf, len, "vdpa-sim://%s", cls);
+		struct vsim_model m;
+
+		/*
+		 * The simulator's own URI names its disk too (blk: two
+		 * simulators share one exactly when their URIs are equal);
+		 * one that predates GET_MODEL answers ENOTTY: the class.
+		 */
+		memset(&m, 0, sizeof(m));
+		if (vdpa_dev_call(dev, VSIM_REQ_GET_MODEL, &m) == 0 &&
+		    memchr(m.uri, 0, sizeof(m.uri)) &&
+		    !strncmp(m.uri, "vdpa-sim://", 11) &&
+		    !strncmp(m.uri + 11, cls, strlen(cls)) &&
+		    (!m.uri[11 + strlen(cls)] || m.uri[11 + strlen(cls)] == '?'))
+			snprintf(buf, len, "%s", m.uri);
+		else
+			snprintf(buf, len, "vdpa-sim://%s", cls);
 		return;
 	}
 	if (vdpa_pci_identity(dev, &id) == 0) {
