@@ -41,6 +41,7 @@
 struct answers {
 	char line[MAX_LINES][LINE_LEN];
 	int n;
+	int dropped;		/* answers that did not fit */
 };
 
 /* One device under test. */
@@ -53,6 +54,7 @@ struct run {
 	uint32_t config_size;
 	uint64_t features;
 	uint64_t backend;
+	int steps;		/* answers emitted (or dropped) */
 };
 
 /*
@@ -122,8 +124,11 @@ static void emit(struct run *r, const char *step, int ret, const char *fmt,
 	char *l;
 	va_list ap;
 
-	if (r->out->n >= MAX_LINES)
+	r->steps++;
+	if (r->out->n >= MAX_LINES) {
+		r->out->dropped++;
 		return;
+	}
 	if (ret >= 0 && fmt) {
 		va_start(ap, fmt);
 		vsnprintf(val, sizeof(val), fmt, ap);
@@ -385,14 +390,56 @@ static void run_script(struct run *r)
 	vdpa_mem_destroy(mem);
 }
 
-static int run_dev(struct vdpa_dev *dev, struct answers *out)
+/* The answer of step in out's lines from first on, or NULL. */
+static const char *answer(const struct answers *out, int first,
+			  const char *type, const char *step)
+{
+	size_t tl = strlen(type), sl = strlen(step);
+	int i;
+
+	for (i = first; i < out->n; i++)
+		if (!strncmp(out->line[i], type, tl) &&
+		    out->line[i][tl] == '.' &&
+		    !strncmp(out->line[i] + tl + 1, step, sl) &&
+		    !strncmp(out->line[i] + tl + 1 + sl, ": ", 2))
+			return out->line[i] + tl + 1 + sl + 2;
+	return NULL;
+}
+
+/* Requests the library sent to run_dev's device (vdpa_set_trace()). */
+static struct {
+	const struct vdpa_dev *dev;
+	int requests;
+} traced;
+
+static void trace_requests(struct vdpa_dev *dev, unsigned long request,
+			   const void *arg, int result, uint64_t ns,
+			   void *opaque)
+{
+	if (dev == traced.dev)
+		traced.requests++;
+}
+
+/*
+ * Run the script on dev. 0 only on positive evidence that it ran: every
+ * step answered and kept, the script reached its last step, the device
+ * was driven to DRIVER_OK and read back as running (the kernel's answers
+ * have all of these), and at least one request per answer reached it.
+ * Else -EIO, why in why.
+ */
+static int run_dev(struct vdpa_dev *dev, struct answers *out, char *why,
+		   size_t wlen)
 {
 	struct run r = { .dev = dev, .out = out };
 	static char type[16];
+	const char *a;
 	uint32_t id = 0;
+	int first = out->n, n;
 
-	if (vdpa_dev_get_device_id(dev, &id) < 0)
+	if (vdpa_dev_get_device_id(dev, &id) < 0) {
+		snprintf(why, wlen, "no device id");
 		return -EIO;
+	}
 	if (id == 1)
 		r.type = "net";
 	else if (id == 2)
@@ -401,7 +448,39 @@ static int run_dev(struct vdpa_dev *dev, struct answers *out)
 		snprintf(type, sizeof(type), "dev%u", id);
 		r.type = type;
 	}
+	traced.dev = dev;
+	traced.requests = 0;
+	vdpa_set_trace(trace_requests, NULL);
 	run_script(&r);
+	vdpa_set_trace(NULL, NULL);
+	traced.dev = NULL;
+	n = out->n - first;
+	if (out->dropped || n != r.steps) {
+		snprintf(why, wlen, "%d of %d answers kept", n, r.steps);
+		return -EIO;
+	}
+	if (!answer(out, first, r.type, "mem-unmap")) {
+		snprintf(why, wlen, "the script stopped before its last step "
+			 "(%d answers)", n);
+		return -EIO;
+	}
+	a = answer(out, first, r.type, "set-status-driver-ok");
+	if (!a || strcmp(a, "ret=0")) {
+		snprintf(why, wlen, "DRIVER_OK: %s", a ? a : "no answer");
+		return -EIO;
+	}
+	a = answer(out, first, r.type, "get-status-after-driver-ok");
+	if (!a || strcmp(a, "ret=0 val=0x0f")) {
+		snprintf(why, wlen, "status after DRIVER_OK: %s",
+			 a ? a : "no answer");
+		return -EIO;
+	}
+	if (traced.requests < n) {
+		snprintf(why, wlen, "%d requests reached the device for %d "
+			 "answers", traced.requests, n);
+		return -EIO;
+	}
+	snprintf(why, wlen, "%d answers, %d requests", n, traced.requests);
 	return 0;
 }
 
@@ -409,7 +488,8 @@ static int run_dev(struct vdpa_dev *dev, struct answers *out)
  * Answers of the simulator, configured like Linux 6.1's vdpasim_net and
  * vdpasim_blk as far as it has knobs for it.
  */
-static int run_sim(enum vsim_type type, struct answers *out)
+static int run_sim(enum vsim_type type, struct answers *out, char *why,
+		   size_t wlen)
 {
 	struct vsim_thread *thr = NULL;
 	struct vdpa_dev *dev = NULL;
@@ -422,27 +502,31 @@ static int run_sim(enum vsim_type type, struct answers *out)
 	o.no_state = true;	/* nor the proposed device-state extension */
 	if (type == VSIM_TYPE_BLK)
 		o.capacity = 0x40000;	/* VDPASIM_BLK_CAPACITY */
+	snprintf(why, wlen, "no simulator");
 	r = vsim_thread_start(&o, &fd, &thr);
 	if (r < 0)
 		return r;
 	r = vdpa_dev_open_sim_fd(fd, type == VSIM_TYPE_NET ? "sim:diff-net" :
 				 "sim:diff-blk", &dev);
 	if (r >= 0) {
-		r = run_dev(dev, out);
+		r = run_dev(dev, out, why, wlen);
 		vdpa_dev_close(dev);
 	}
 	vsim_thread_stop(thr);
 	return r;
 }
 
-static int run_named(const char *name, struct answers *out)
+static int run_named(const char *name, struct answers *out, char *why,
+		     size_t wlen)
 {
 	struct vdpa_dev *dev = NULL;
 	int r = vdpa_dev_open(name, &dev);
 
-	if (r < 0)
+	if (r < 0) {
+		snprintf(why, wlen, "open: %s", strerror(-r));
 		return r;
-	r = run_dev(dev, out);
+	}
+	r = run_dev(dev, out, why, wlen);
 	vdpa_dev_close(dev);
 	return r;
 }
@@ -483,28 +567,40 @@ static const char *find_line(const struct answers *a, const char *l)
 	return NULL;
 }
 
-static const struct known_diff *find_known(const char *l)
+/*
+ * The known difference listed for the step of line l: the one whose
+ * simulator answer is l's if there is one (*ret_listed true), else any
+ * entry for that step (*ret_listed false), else NULL.
+ */
+static const struct known_diff *find_known(const char *l, bool *ret_listed)
 {
 	size_t k = key_len(l), t = strcspn(l, ".");
-	const struct known_diff *d;
+	const struct known_diff *d, *step = NULL;
 	size_t n;
 
+	*ret_listed = false;
 	for (d = known_diffs; d->step; d++) {
 		n = strlen(d->step);
 		if (strchr(d->step, '.') ?
 		    n == k && !strncmp(d->step, l, k) :
-		    t < k && n == k - t - 1 && !strncmp(d->step, l + t + 1, n))
-			if (!strcmp(d->sim, l + k + 2))
+		    t < k && n == k - t - 1 &&
+		    !strncmp(d->step, l + t + 1, n)) {
+			if (!strcmp(d->sim, l + k + 2)) {
+				*ret_listed = true;
 				return d;
+			}
+			step = step ? step : d;
+		}
 	}
-	return NULL;
+	return step;
 }
 
 static void compare(const struct answers *got, const struct answers *want,
 		    const char *what)
 {
 	const struct known_diff *d;
-	const char *w;
+	const char *w, *ga, *wa;
+	bool same, listed;
 	int i;
 
 	for (i = 0; i < got->n; i++) {
@@ -516,29 +612,25 @@ static void compare(const struct answers *got, const struct answers *want,
 			       what);
 			continue;
 		}
-		if (!strcmp(g, w)) {
-			tap_ok(1, "%s", g);
-			if (find_known(w))
-				tap_diag("%s: listed as a known difference but "
-					 "now equal; drop it from known_diffs",
-					 g);
-			continue;
-		}
-		d = find_known(g);
-		if (d && d->todo) {
+		ga = g + key_len(g) + 2;
+		wa = w + key_len(w) + 2;
+		same = !strcmp(g, w);
+		d = find_known(g, &listed);
+		if (same && listed)
+			tap_diag("%s: listed as a known difference but now "
+				 "equal; drop it from known_diffs", g);
+		if (!same && listed && d->todo) {
 			/* TAP TODO: reported, not counted as a failure */
 			printf("not ok %d - %s # TODO sim should answer as the kernel (%s): %s\n",
-			       ++tap_n, g, w + key_len(w) + 2, d->why);
+			       ++tap_n, g, wa, d->why);
 			continue;
 		}
-		if (d) {
-			tap_ok(1, "%s # known difference, kernel %s: %s", g,
-			       w + key_len(w) + 2, d->why);
-			continue;
-		}
-		tap_ok(0, "%.*s differs: sim %s, kernel %s",
-		       (int)key_len(g), g, g + key_len(g) + 2,
-		       w + key_len(w) + 2);
+		if (same || !d)
+			tap_ok(same, "%.*s: sim %s, kernel %s",
+			       (int)key_len(g), g, ga, wa);
+		else	/* passes only with the exact answer listed */
+			tap_ok(listed, "%s # known difference (listed: sim "
+			       "%s), kernel %s: %s", g, d->sim, wa, d->why);
 	}
 	/* Steps the kernel answered that this run did not produce. */
 	for (i = 0; i < want->n; i++) {
@@ -569,6 +661,7 @@ int main(void)
 	const char *record = getenv("VDPA_DIFF_RECORD");
 	const char *expected = getenv("VDPA_DIFF_EXPECTED");
 	static struct answers got, want;
+	char msg[160];
 	int fds, r;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -590,25 +683,24 @@ int main(void)
 		}
 	}
 
+	tap_need_fd_count();
 	fds = tap_count_fds();
 	if (dev || blk) {
 		if (dev) {
-			r = run_named(dev, &got);
-			tap_ok(r >= 0, "script ran on %s (%s)", dev,
-			       r < 0 ? strerror(-r) : "ok");
+			r = run_named(dev, &got, msg, sizeof(msg));
+			tap_ok(r >= 0, "script ran on %s (%s)", dev, msg);
 		}
 		if (blk) {
-			r = run_named(blk, &got);
-			tap_ok(r >= 0, "script ran on %s (%s)", blk,
-			       r < 0 ? strerror(-r) : "ok");
+			r = run_named(blk, &got, msg, sizeof(msg));
+			tap_ok(r >= 0, "script ran on %s (%s)", blk, msg);
 		}
 	} else {
-		r = run_sim(VSIM_TYPE_NET, &got);
+		r = run_sim(VSIM_TYPE_NET, &got, msg, sizeof(msg));
 		tap_ok(r >= 0, "script ran on a vdpa-sim net device (%s)",
-		       r < 0 ? strerror(-r) : "ok");
-		r = run_sim(VSIM_TYPE_BLK, &got);
+		       msg);
+		r = run_sim(VSIM_TYPE_BLK, &got, msg, sizeof(msg));
 		tap_ok(r >= 0, "script ran on a vdpa-sim blk device (%s)",
-		       r < 0 ? strerror(-r) : "ok");
+		       msg);
 	}
 	tap_is(tap_count_fds(), fds, "no fd leaked by the script");
 

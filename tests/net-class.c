@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/virtio_config.h>
@@ -61,12 +62,37 @@ static void count_rx(const void *frame, size_t len, void *opaque)
 	(*(unsigned int *)opaque)++;
 }
 
-/* n frames to dst on pair qp; how many came back through the filter. */
-static unsigned int loop(struct vdpa_net *net, unsigned int qp,
-			 const uint8_t *dst, unsigned int n)
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Frames the device's filter dropped on pair qp so far (thread sims). */
+static uint64_t drops(struct vsim_thread *thr, unsigned int qp)
+{
+	struct vsim_status st;
+
+	vsim_get_status(vsim_thread_sim(thr), &st);
+	return st.q[2 * qp].drops;
+}
+
+/*
+ * n frames to dst on pair qp of the device thr serves; how many came back
+ * through the filter, or ~0u unless every frame is accounted for: all n
+ * transmitted (TX completions reaped, which the device writes after the
+ * RX entry of a frame it delivers) and each either received or counted
+ * as dropped by the device. A device that stops, or is merely slow, is
+ * a failure, not "dropped".
+ */
+static unsigned int loop(struct vdpa_net *net, struct vsim_thread *thr,
+			 unsigned int qp, const uint8_t *dst, unsigned int n)
 {
 	uint8_t f[64] = { 0 };
-	unsigned int got = 0, i, tries;
+	unsigned int got = 0, i, free0 = vdpa_net_tx_free(net, qp);
+	uint64_t end = now_ms() + 10000, d0 = drops(thr, qp);
 
 	memcpy(f, dst, 6);
 	memcpy(f + 6, new_mac, 6);
@@ -77,16 +103,15 @@ static unsigned int loop(struct vdpa_net *net, unsigned int qp,
 			return ~0u;
 	if (vdpa_net_kick_tx(net, qp) < 0)
 		return ~0u;
-	/* every frame is either delivered or dropped when TX completes */
-	for (tries = 0; tries < 200; tries++) {
-		vdpa_net_reap_tx(net, qp);
-		vdpa_net_receive(net, qp, count_rx, &got, 1024);
-		if (vdpa_net_tx_free(net, qp) >= 128)
-			break;
-		usleep(2000);
+	while (vdpa_net_tx_free(net, qp) < free0) {
+		if (vdpa_net_reap_tx(net, qp) < 0 || now_ms() > end)
+			return ~0u;
+		if (vdpa_net_tx_free(net, qp) < free0)
+			vdpa_vq_wait(vdpa_net_vq(net, 2 * qp + 1), 20);
 	}
-	usleep(2000);
-	vdpa_net_receive(net, qp, count_rx, &got, 1024);
+	if (vdpa_net_receive(net, qp, count_rx, &got, 1024) < 0 ||
+	    got + (drops(thr, qp) - d0) != n)
+		return ~0u;
 	return got;
 }
 
@@ -139,50 +164,53 @@ static void test_filter(void)
 		side_stop(&s);
 		return;
 	}
-	tap_is(loop(net, 0, prov_mac, 8), 8, "filter: own MAC passes");
-	tap_is(loop(net, 0, foreign, 8), 0, "filter: other unicast dropped");
-	tap_is(loop(net, 0, mcast, 8), 0, "filter: multicast dropped by "
+	tap_is(loop(net, s.thr, 0, prov_mac, 8), 8, "filter: own MAC passes");
+	tap_is(loop(net, s.thr, 0, foreign, 8), 0,
+	       "filter: other unicast dropped");
+	tap_is(loop(net, s.thr, 0, mcast, 8), 0, "filter: multicast dropped by "
 	       "default");
-	tap_is(loop(net, 0, bcast, 8), 8, "filter: broadcast passes");
-	tap_is(loop(net, 1, prov_mac, 8), 8, "filter: pair 1 passes with "
-	       "2 pairs selected");
+	tap_is(loop(net, s.thr, 0, bcast, 8), 8, "filter: broadcast passes");
+	tap_is(loop(net, s.thr, 1, prov_mac, 8), 8,
+	       "filter: pair 1 passes with 2 pairs selected");
 	tap_is(vdpa_net_set_queue_pairs(net, 1), 0, "filter: 1 pair selected");
-	tap_is(loop(net, 1, prov_mac, 8), 0, "filter: pair 1 dropped with 1 "
-	       "pair selected");
+	tap_is(loop(net, s.thr, 1, prov_mac, 8), 0,
+	       "filter: pair 1 dropped with 1 pair selected");
 	tap_is(vdpa_net_set_queue_pairs(net, 2), 0, "filter: 2 pairs again");
 	tap_is(vdpa_net_set_mac(net, new_mac), 0, "filter: MAC set");
-	tap_is(loop(net, 0, new_mac, 8), 8, "filter: new MAC passes");
-	tap_is(loop(net, 0, prov_mac, 8), 0, "filter: old MAC dropped");
+	tap_is(loop(net, s.thr, 0, new_mac, 8), 8, "filter: new MAC passes");
+	tap_is(loop(net, s.thr, 0, prov_mac, 8), 0, "filter: old MAC dropped");
 	tap_is(rx_cmd(net, VIRTIO_NET_CTRL_RX_ALLMULTI, true), 0,
 	       "filter: allmulti on");
-	tap_is(loop(net, 0, mcast, 8), 8, "filter: multicast passes with "
-	       "allmulti");
+	tap_is(loop(net, s.thr, 0, mcast, 8), 8,
+	       "filter: multicast passes with allmulti");
 	tap_is(rx_cmd(net, VIRTIO_NET_CTRL_RX_NOMULTI, true), 0,
 	       "filter: nomulti on");
-	tap_is(loop(net, 0, mcast, 8), 0, "filter: nomulti beats allmulti");
+	tap_is(loop(net, s.thr, 0, mcast, 8), 0,
+	       "filter: nomulti beats allmulti");
 	tap_is(rx_cmd(net, VIRTIO_NET_CTRL_RX_NOMULTI, false) |
 	       rx_cmd(net, VIRTIO_NET_CTRL_RX_ALLMULTI, false), 0,
 	       "filter: nomulti and allmulti off");
 	tap_is(rx_cmd(net, VIRTIO_NET_CTRL_RX_NOBCAST, true), 0,
 	       "filter: nobcast on");
-	tap_is(loop(net, 0, bcast, 8), 0, "filter: broadcast dropped with "
-	       "nobcast");
+	tap_is(loop(net, s.thr, 0, bcast, 8), 0,
+	       "filter: broadcast dropped with nobcast");
 	tap_is(rx_cmd(net, VIRTIO_NET_CTRL_RX_NOBCAST, false), 0,
 	       "filter: nobcast off");
 	tap_is(set_table(net, table_uc, mcast2), 0, "filter: MAC table set");
-	tap_is(loop(net, 0, table_uc, 8), 8, "filter: unicast table entry "
-	       "passes");
-	tap_is(loop(net, 0, mcast2, 8), 8, "filter: multicast table entry "
-	       "passes");
-	tap_is(loop(net, 0, mcast, 8), 0, "filter: other multicast dropped");
+	tap_is(loop(net, s.thr, 0, table_uc, 8), 8,
+	       "filter: unicast table entry passes");
+	tap_is(loop(net, s.thr, 0, mcast2, 8), 8,
+	       "filter: multicast table entry passes");
+	tap_is(loop(net, s.thr, 0, mcast, 8), 0,
+	       "filter: other multicast dropped");
 	tap_is(rx_cmd(net, VIRTIO_NET_CTRL_RX_ALLUNI, true), 0,
 	       "filter: alluni on");
-	tap_is(loop(net, 0, foreign, 8), 8, "filter: alluni passes other "
-	       "unicast");
+	tap_is(loop(net, s.thr, 0, foreign, 8), 8,
+	       "filter: alluni passes other unicast");
 	tap_is(rx_cmd(net, VIRTIO_NET_CTRL_RX_NOUNI, true), 0,
 	       "filter: nouni on");
-	tap_is(loop(net, 0, new_mac, 8), 0, "filter: nouni drops even the "
-	       "own MAC");
+	tap_is(loop(net, s.thr, 0, new_mac, 8), 0,
+	       "filter: nouni drops even the own MAC");
 	tap_is(rx_cmd(net, VIRTIO_NET_CTRL_RX_NOUNI, false) |
 	       rx_cmd(net, VIRTIO_NET_CTRL_RX_ALLUNI, false), 0,
 	       "filter: nouni and alluni off");
@@ -244,7 +272,8 @@ static void test_migrate(bool no_state)
 	if (!tap_is_ok(r, 0, "%s: source set MAC, allmulti, nobcast, table",
 		    what))
 		goto out;
-	tap_is(loop(net, 1, new_mac, 4), 4, "%s: source traffic on pair 1",
+	tap_is(loop(net, a.thr, 1, new_mac, 4), 4,
+	       "%s: source traffic on pair 1",
 	       what);
 	r = vdpa_migrate(a.dev, b.dev, &mo, &res, err, sizeof(err));
 	if (!tap_is_ok(r, 0, "%s: migrated", what)) {
@@ -252,16 +281,20 @@ static void test_migrate(bool no_state)
 		goto out;
 	}
 	vdpa_net_set_dev(net, b.dev);
-	tap_is(loop(net, 0, new_mac, 8), 8, "%s: the new MAC passes on the "
-	       "destination", what);
-	tap_is(loop(net, 1, new_mac, 8), 8, "%s: both pairs still selected",
+	tap_is(loop(net, b.thr, 0, new_mac, 8), 8,
+	       "%s: the new MAC passes on the destination", what);
+	tap_is(loop(net, b.thr, 1, new_mac, 8), 8,
+	       "%s: both pairs still selected",
 	       what);
-	tap_is(loop(net, 0, table_uc, 8), 8, "%s: the MAC table came along",
+	tap_is(loop(net, b.thr, 0, table_uc, 8), 8,
+	       "%s: the MAC table came along",
 	       what);
-	tap_is(loop(net, 0, mcast, 8), 8, "%s: allmulti came along", what);
-	tap_is(loop(net, 0, bcast, 8), 0, "%s: nobcast came along", what);
-	tap_is(loop(net, 0, prov_mac, 8), 0, "%s: the provisioned MAC no "
-	       "longer passes", what);
+	tap_is(loop(net, b.thr, 0, mcast, 8), 8,
+	       "%s: allmulti came along", what);
+	tap_is(loop(net, b.thr, 0, bcast, 8), 0,
+	       "%s: nobcast came along", what);
+	tap_is(loop(net, b.thr, 0, prov_mac, 8), 0,
+	       "%s: the provisioned MAC no longer passes", what);
 	r = vdpa_dev_net_class(b.dev, &rec);
 	tap_ok(r == 0 && !memcmp(rec.mac, new_mac, 6) && rec.allmulti &&
 	       rec.nobcast && rec.n_uc == 1 && rec.queue_pairs == 2,
@@ -272,7 +305,8 @@ static void test_migrate(bool no_state)
 	if (!tap_is_ok(r, 0, "%s: migrated back", what))
 		tap_diag("  %s", err);
 	vdpa_net_set_dev(net, a.dev);
-	tap_is(loop(net, 0, table_uc, 8) + loop(net, 1, new_mac, 8), 16,
+	tap_is(loop(net, a.thr, 0, table_uc, 8) +
+	       loop(net, a.thr, 1, new_mac, 8), 16,
 	       "%s: back on the source, filter and pairs intact", what);
 out:
 	vdpa_net_close(net);
@@ -319,7 +353,8 @@ static void test_cannot_replay(void)
 	tap_ok(r == 0 && (st & VIRTIO_CONFIG_S_DRIVER_OK) &&
 	       !(st & VIRTIO_CONFIG_S_NEEDS_RESET),
 	       "no replay: source still running (status 0x%02x)", st);
-	tap_is(loop(net, 1, new_mac, 8), 8, "no replay: source traffic flows");
+	tap_is(loop(net, a.thr, 1, new_mac, 8), 8,
+	       "no replay: source traffic flows");
 out:
 	vdpa_net_close(net);
 	side_stop(&a);
@@ -382,7 +417,8 @@ static void test_split_blob(void)
 	       "split blob: it decodes, device section and queues included");
 	tap_is(vdpa_mig_src_rollback(m, err, sizeof(err)), 0,
 	       "split blob: the source resumes");
-	tap_is(loop(net, 0, prov_mac, 4), 4, "split blob: source traffic flows");
+	tap_is(loop(net, a.thr, 0, prov_mac, 4), 4,
+	       "split blob: source traffic flows");
 out:
 	free(got);
 	vdpa_state_free(d);
@@ -394,6 +430,7 @@ out:
 
 int main(void)
 {
+	tap_need_fd_count();
 	test_filter();
 	test_migrate(false);
 	test_migrate(true);

@@ -47,9 +47,10 @@ static void test_mgmtdev(void)
 	mnl_attr_put_u32(nlh, VDPA_ATTR_DEV_MGMTDEV_MAX_VQS, 3);
 	mnl_attr_put_u64(nlh, VDPA_ATTR_DEV_SUPPORTED_FEATURES, 0x308820028ull);
 	mnl_attr_put_u32(nlh, 200, 7);	/* an attribute from the future */
+	memset(&i, 0x5a, sizeof(i));
 	r = vdpa_mgmt_parse_mgmtdev(nlh, &i);
 	tap_is(r, 0, "mgmtdev reply parsed (unknown attribute ignored)");
-	tap_ok(!strcmp(i.dev, "vdpasim_net") && !i.bus[0] &&
+	tap_ok(r == 0 && !strcmp(i.dev, "vdpasim_net") && !i.bus[0] &&
 	       i.classes == 2 && i.has_max_vqs && i.max_vqs == 3 &&
 	       i.has_features && i.features == 0x308820028ull,
 	       "mgmtdev fields: name, classes, max vqs, features");
@@ -78,6 +79,7 @@ static void test_config(void)
 	static const uint8_t mac[6] = { 0, 0x11, 0x22, 0x33, 0x44, 0x55 };
 	struct vdpa_dev_config_info c;
 	struct nlmsghdr *nlh = msg(VDPA_CMD_DEV_CONFIG_GET);
+	int r;
 
 	mnl_attr_put_strz(nlh, VDPA_ATTR_DEV_NAME, "vdpa0");
 	mnl_attr_put_u32(nlh, VDPA_ATTR_DEV_ID, 1);
@@ -85,8 +87,11 @@ static void test_config(void)
 	mnl_attr_put_u16(nlh, VDPA_ATTR_DEV_NET_STATUS, 1);
 	mnl_attr_put_u16(nlh, VDPA_ATTR_DEV_NET_CFG_MTU, 1500);
 	mnl_attr_put_u64(nlh, VDPA_ATTR_DEV_NEGOTIATED_FEATURES, 0x300000000ull);
-	tap_is(vdpa_mgmt_parse_config(nlh, &c), 0, "dev config reply parsed");
-	tap_ok(!strcmp(c.name, "vdpa0") && c.device_id == 1 && c.has_mac &&
+	memset(&c, 0x5a, sizeof(c));
+	r = vdpa_mgmt_parse_config(nlh, &c);
+	tap_is(r, 0, "dev config reply parsed");
+	tap_ok(r == 0 && !strcmp(c.name, "vdpa0") && c.device_id == 1 &&
+	       c.has_mac &&
 	       !memcmp(c.mac, mac, 6) && c.has_status && c.status == 1 &&
 	       c.has_mtu && c.mtu == 1500 && !c.has_max_vqp &&
 	       c.has_features && c.negotiated == 0x300000000ull,
@@ -114,6 +119,7 @@ static void test_vstats(void)
 {
 	struct nlmsghdr *nlh = msg(VDPA_CMD_DEV_VSTATS_GET);
 	struct vdpa_vstats v;
+	int r;
 
 	mnl_attr_put_strz(nlh, VDPA_ATTR_DEV_NAME, "vdpa0");
 	mnl_attr_put_u32(nlh, VDPA_ATTR_DEV_ID, 1);
@@ -122,8 +128,10 @@ static void test_vstats(void)
 	mnl_attr_put_u64(nlh, VDPA_ATTR_DEV_VENDOR_ATTR_VALUE, 42);
 	mnl_attr_put_strz(nlh, VDPA_ATTR_DEV_VENDOR_ATTR_NAME, "completed_desc");
 	mnl_attr_put_u64(nlh, VDPA_ATTR_DEV_VENDOR_ATTR_VALUE, 41);
-	tap_is(vdpa_mgmt_parse_vstats(nlh, &v), 0, "vstats reply parsed");
-	tap_ok(v.queue_index == 1 && v.n == 2 &&
+	memset(&v, 0x5a, sizeof(v));
+	r = vdpa_mgmt_parse_vstats(nlh, &v);
+	tap_is(r, 0, "vstats reply parsed");
+	tap_ok(r == 0 && v.queue_index == 1 && v.n == 2 &&
 	       !strcmp(v.attr[0].name, "received_desc") && v.attr[0].value == 42 &&
 	       !strcmp(v.attr[1].name, "completed_desc") && v.attr[1].value == 41,
 	       "vstats name/value pairs in order");
@@ -151,6 +159,7 @@ static void test_error(void)
 	e->msg.nlmsg_len = 40;
 	mnl_attr_put_strz(nlh, NLMSGERR_ATTR_MSG,
 			  "All provided attributes are not supported");
+	text[0] = 0;
 	tap_is(vdpa_mgmt_parse_error(nlh, text, sizeof(text)), -EOPNOTSUPP,
 	       "NLMSG_ERROR with extack: errno");
 	tap_ok(!strcmp(text, "All provided attributes are not supported"),
@@ -182,6 +191,7 @@ static void test_sysfs(void)
 		snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", path);
 		tap_is(system(cmd), 0, "fake sysfs tree");
 	}
+	dev[0] = 0;
 	tap_is(vdpa_mgmt_chardev(root, "vdpa0", dev, sizeof(dev)), 0,
 	       "vdpa0 maps through sysfs");
 	tap_ok(!strcmp(dev, "/dev/vhost-vdpa-3"), "vdpa0 -> %s", dev);
@@ -209,7 +219,10 @@ static void test_live(void)
 
 int main(void)
 {
-	int fds = tap_count_fds();
+	int fds;
+
+	tap_need_fd_count();
+	fds = tap_count_fds();
 
 	test_mgmtdev();
 	test_config();

@@ -247,8 +247,9 @@ static void test_listen(void)
 	a = connect_to(path);
 	tap_is(hello(a, NULL), 0, "listen: reconnect after close");
 	status = 0xff;
-	call(a, VHOST_VDPA_GET_STATUS, NULL, 0, &status, 1, -1);
-	tap_is(status, 0, "listen: close reset the device");
+	tap_ok(call(a, VHOST_VDPA_GET_STATUS, NULL, 0, &status, 1, -1) == 0 &&
+	       status == 0, "listen: close reset the device (status 0x%02x)",
+	       status);
 	tap_is(call(a, VHOST_SET_OWNER, NULL, 0, NULL, 0, -1), 0,
 	       "listen: owner released on close");
 	close(a);
@@ -500,11 +501,12 @@ static void test_control(void)
 		    call(s, VHOST_SET_OWNER, NULL, 0, NULL, 0, -1) == 0,
 		    "control: setup"))
 		return;
-	call(s, VHOST_GET_BACKEND_FEATURES, NULL, 0, &bf, 8, -1);
-	tap_is(bf, (1ULL << VHOST_BACKEND_F_IOTLB_MSG_V2) |
-	       (1ULL << VHOST_BACKEND_F_IOTLB_BATCH) |
-	       (1ULL << VHOST_BACKEND_F_ENABLE_AFTER_DRIVER_OK),
-	       "backend features minus switched-off ones");
+	tap_ok(call(s, VHOST_GET_BACKEND_FEATURES, NULL, 0, &bf, 8, -1) == 0 &&
+	       bf == ((1ULL << VHOST_BACKEND_F_IOTLB_MSG_V2) |
+		      (1ULL << VHOST_BACKEND_F_IOTLB_BATCH) |
+		      (1ULL << VHOST_BACKEND_F_ENABLE_AFTER_DRIVER_OK)),
+	       "backend features minus switched-off ones (0x%llx)",
+	       (unsigned long long)bf);
 	bf |= 1ULL << VHOST_BACKEND_F_SUSPEND;
 	tap_is(call(s, VHOST_SET_BACKEND_FEATURES, &bf, 8, NULL, 0, -1),
 	       -EOPNOTSUPP, "unoffered backend bit -> EOPNOTSUPP");
@@ -516,16 +518,24 @@ static void test_control(void)
 	       -ENOTTY, "state extension off -> ENOTTY");
 	tap_is(call(s, VHOST_SET_LOG_BASE, &f, 8, NULL, 0, -1), -ENOTTY,
 	       "SET_LOG_BASE -> ENOTTY");
-	call(s, VHOST_VDPA_GET_DEVICE_ID, NULL, 0, &u32, 4, -1);
-	tap_is(u32, VIRTIO_ID_NET, "GET_DEVICE_ID");
-	call(s, VHOST_VDPA_GET_VQS_COUNT, NULL, 0, &u32, 4, -1);
-	tap_is(u32, 3, "GET_VQS_COUNT");
-	call(s, VHOST_VDPA_GET_VRING_NUM, NULL, 0, &u16, 2, -1);
-	tap_is(u16, 256, "GET_VRING_NUM");
-	call(s, VHOST_VDPA_GET_CONFIG_SIZE, NULL, 0, &u32, 4, -1);
-	tap_is(u32, sizeof(struct virtio_net_config), "GET_CONFIG_SIZE");
-	call(s, VHOST_VDPA_GET_IOVA_RANGE, NULL, 0, &range, sizeof(range), -1);
-	tap_ok(range.first == 0 && range.last == UINT64_MAX, "GET_IOVA_RANGE");
+	/* each value read back, from a request that succeeded */
+	u32 = 0;
+	tap_ok(call(s, VHOST_VDPA_GET_DEVICE_ID, NULL, 0, &u32, 4, -1) == 0 &&
+	       u32 == VIRTIO_ID_NET, "GET_DEVICE_ID (%u)", u32);
+	u32 = 0;
+	tap_ok(call(s, VHOST_VDPA_GET_VQS_COUNT, NULL, 0, &u32, 4, -1) == 0 &&
+	       u32 == 3, "GET_VQS_COUNT (%u)", u32);
+	u16 = 0;
+	tap_ok(call(s, VHOST_VDPA_GET_VRING_NUM, NULL, 0, &u16, 2, -1) == 0 &&
+	       u16 == 256, "GET_VRING_NUM (%u)", u16);
+	u32 = 0;
+	tap_ok(call(s, VHOST_VDPA_GET_CONFIG_SIZE, NULL, 0, &u32, 4, -1) == 0 &&
+	       u32 == sizeof(struct virtio_net_config),
+	       "GET_CONFIG_SIZE (%u)", u32);
+	range.first = range.last = 42;
+	tap_ok(call(s, VHOST_VDPA_GET_IOVA_RANGE, NULL, 0, &range,
+		    sizeof(range), -1) == 0 &&
+	       range.first == 0 && range.last == UINT64_MAX, "GET_IOVA_RANGE");
 	c->off = 0;
 	c->len = 10;
 	tap_is(call(s, VHOST_VDPA_GET_CONFIG, c, 8, cfg, sizeof(cfg), -1), 0,
@@ -544,8 +554,10 @@ static void test_control(void)
 	c->len = 100;
 	tap_is(call(s, VHOST_VDPA_GET_CONFIG, c, 8, NULL, 0, -1), -EINVAL,
 	       "GET_CONFIG len past size -> EINVAL (as Linux)");
-	call(s, VHOST_GET_FEATURES, NULL, 0, &f, 8, -1);
-	tap_ok(!!(f & (1ULL << VIRTIO_NET_F_MAC)) && (f & (1ULL << VIRTIO_F_VERSION_1)) &&
+	f = 0;
+	tap_ok(call(s, VHOST_GET_FEATURES, NULL, 0, &f, 8, -1) == 0 &&
+	       !!(f & (1ULL << VIRTIO_NET_F_MAC)) &&
+	       (f & (1ULL << VIRTIO_F_VERSION_1)) &&
 	       (f & (1ULL << VIRTIO_RING_F_EVENT_IDX)) &&
 	       !(f & (1ULL << VIRTIO_NET_F_MQ)), "net features (no MQ with 1 pair)");
 	{
@@ -583,6 +595,7 @@ static void test_control(void)
 
 int main(void)
 {
+	tap_need_fd_count();
 	test_codec();
 	test_listen();
 	test_malformed();

@@ -12,6 +12,8 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mkdir -p /dev/shm
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /dev/shm
+# pseudo-terminals for the tests of what the CLI shows on a terminal
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts 2>/dev/null
 . /rig/config
 B=/rig/build
 export LD_LIBRARY_PATH=$B
