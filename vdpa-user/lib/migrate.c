@@ -175,6 +175,35 @@ int vdpa_mig_src_new(struct vdpa_dev *dev, const struct vdpa_mig_src_opts *o,
 	return 0;
 }
 
+/*
+ * A rollback without RESUME reloads the saved state into the source; the
+ * class state then has to be replayed, which the library cannot do on a
+ * device without RESUME nor the state extension: refuse up front rather
+ * than leave the source suspended for good.
+ */
+static int rollback_possible(struct vdpa_mig_src *m, char *err, size_t errlen)
+{
+	uint64_t be = vdpa_dev_backend_features(m->s.dev);
+	struct vdpa_state_net cur;
+
+	if (m->restore_class ||
+	    (be & ((1ULL << VHOST_BACKEND_F_RESUME) |
+		   (1ULL << VHOST_BACKEND_F_DEVICE_STATE))) ||
+	    !(vdpa_dev_features(m->s.dev) & (1ULL << VIRTIO_NET_F_CTRL_VQ)))
+		return 0;
+	if (m->has_net_override)
+		cur = m->net_override;
+	else if (vdpa_dev_net_class(m->s.dev, &cur) < 0)
+		return 0;
+	if (netcls_is_default(&cur, m->s.desc->cfg.mac))
+		return 0;
+	say(err, errlen, "%s has neither RESUME nor the device-state "
+	    "extension: a rollback could not restore the guest's net class "
+	    "state (MAC, queue pairs, RX mode); refusing before anything "
+	    "stops", vdpa_dev_name(m->s.dev));
+	return -EOPNOTSUPP;
+}
+
 int vdpa_mig_src_precheck(struct vdpa_mig_src *m, const void *dst_desc,
 			  size_t len, char *err, size_t errlen)
 {
@@ -227,6 +256,9 @@ int vdpa_mig_src_precheck(struct vdpa_mig_src *m, const void *dst_desc,
 		    "cannot carry without the device-state extension", bad);
 		return -EOPNOTSUPP;
 	}
+	r = rollback_possible(m, err, errlen);
+	if (r < 0)
+		return r;
 	if (dst_desc) {
 		r = vdpa_state_decode(dst_desc, len, PLAN_CAP, &dst, err,
 				      errlen);
@@ -334,7 +366,7 @@ int vdpa_mig_src_switchover(struct vdpa_mig_src *m, char *err, size_t errlen)
 	}
 	m->phase = SRC_SUSPENDED;
 	begin(&m->s.t, VDPA_MIG_SAVE);
-	r = state_save(m->s.dev, m->s.desc, !m->direct, &s);
+	r = state_save(m->s.dev, m->s.desc, !m->direct, m->s.cap, &s);
 	if (r < 0) {
 		say(err, errlen, "saving %s: %s", vdpa_dev_name(m->s.dev),
 		    r == -ENOTCONN ? "the source device went away" :
@@ -441,7 +473,10 @@ int vdpa_mig_src_set_state_fd(struct vdpa_mig_src *m, int fd, int *ret_fd,
 
 	struct iovec v[3];
 
-	if (!m || !ret_fd || !m->head || m->s.xfer) {
+	if (ret_fd)
+		*ret_fd = -1;
+	if (!m || !ret_fd || !m->head || m->s.xfer ||
+	    m->phase != SRC_SUSPENDED) {
 		if (fd >= 0)
 			close(fd);
 		say(err, errlen, "no saved state to send");
@@ -460,8 +495,10 @@ int vdpa_mig_src_check_state(struct vdpa_mig_src *m, char *err, size_t errlen)
 {
 	int r;
 
-	if (!m || !m->s.xfer)
+	if (!m || !m->s.xfer) {
+		say(err, errlen, "no state transfer under way");
 		return -EINVAL;
+	}
 	r = vdpa_transfer_check(m->s.xfer);
 	if (r < 0)
 		say(err, errlen, "sending the state: %s",
@@ -525,8 +562,13 @@ int vdpa_mig_src_rollback(struct vdpa_mig_src *m, char *err, size_t errlen)
 		m->s.xfer = NULL;
 	}
 	r = src_kicks(m, true);
-	if (!r)
-		r = vdpa_dev_resume(m->s.dev);
+	if (r < 0) {
+		say(err, errlen, "binding the kicks of %s again: %s",
+		    vdpa_dev_name(m->s.dev), strerror(-r));
+		end(&m->s.t, VDPA_MIG_ROLLBACK);
+		return r;
+	}
+	r = vdpa_dev_resume(m->s.dev);
 	if (r == -EOPNOTSUPP && m->saved) {
 		/* no RESUME (Linux 6.1): reset and reload our own state */
 		r = src_reload(m, err, errlen);
@@ -582,8 +624,13 @@ int vdpa_mig_src_finish(struct vdpa_mig_src *m, const void *verdict,
 			    n ? why : strerror(-result));
 		}
 	}
-	if (result == 0)
-		return vdpa_mig_src_commit(m);
+	if (result == 0) {
+		r = vdpa_mig_src_commit(m);
+		if (r < 0)
+			say(err, errlen, "migrated, but resetting %s failed: %s",
+			    vdpa_dev_name(m->s.dev), strerror(-r));
+		return r;
+	}
 	{
 		char rb[256] = "";
 
@@ -699,8 +746,10 @@ int vdpa_mig_dst_prepare(struct vdpa_mig_dst *m, const void *plan, size_t len,
 	uint32_t i;
 	int r;
 
-	if (!m || !plan)
+	if (!m || !plan) {
+		say(err, errlen, "no plan to prepare from");
 		return -EINVAL;
+	}
 	begin(&m->s.t, VDPA_MIG_PREPARE);
 	r = vdpa_state_decode(plan, len, PLAN_CAP, &p, err, errlen);
 	if (r < 0) {
@@ -757,6 +806,8 @@ int vdpa_mig_dst_set_state_fd(struct vdpa_mig_dst *m, int fd, int *ret_fd,
 	struct vdpa_transfer_opts o = { 0 };
 	int r;
 
+	if (ret_fd)
+		*ret_fd = -1;
 	if (!m || !ret_fd || m->s.xfer || m->state) {
 		if (fd >= 0)
 			close(fd);
@@ -779,8 +830,10 @@ int vdpa_mig_dst_check_state(struct vdpa_mig_dst *m, char *err, size_t errlen)
 	struct vdpa_state *s;
 	int r;
 
-	if (!m || !m->s.xfer)
+	if (!m || !m->s.xfer) {
+		say(err, errlen, "no state transfer under way");
 		return -EINVAL;
+	}
 	r = vdpa_transfer_check(m->s.xfer);
 	if (r < 0) {
 		const char *why = vdpa_transfer_error(m->s.xfer);
@@ -984,8 +1037,12 @@ int vdpa_migrate(struct vdpa_dev *src, struct vdpa_dev *dst,
 
 	if (err && errlen)
 		err[0] = 0;
-	if (!src || !dst)
+	if (res)
+		memset(res, 0, sizeof(*res));
+	if (!src || !dst) {
+		say(err, errlen, "a migration needs a source and a destination");
 		return -EINVAL;
+	}
 	if (src == dst) {
 		say(err, errlen, "source and destination are the same device");
 		return -EINVAL;
@@ -1011,14 +1068,20 @@ int vdpa_migrate(struct vdpa_dev *src, struct vdpa_dev *dst,
 		rr.direct = true;
 	}
 	r = vdpa_mig_dst_describe(d, &buf, &len);
-	if (!r)
+	if (r < 0)
+		say(err, errlen, "describing %s: %s", vdpa_dev_name(dst),
+		    strerror(-r));
+	else
 		r = vdpa_mig_src_precheck(s, buf, len, err, errlen);
 	free(buf);
 	buf = NULL;
 	if (r < 0)
 		goto out;
 	r = vdpa_mig_src_plan(s, &buf, &len);
-	if (!r)
+	if (r < 0)
+		say(err, errlen, "the plan of %s: %s", vdpa_dev_name(src),
+		    strerror(-r));
+	else
 		r = vdpa_mig_dst_prepare(d, buf, len, err, errlen);
 	free(buf);
 	if (!r) {

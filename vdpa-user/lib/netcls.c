@@ -122,6 +122,11 @@ int vdpa_dev_net_ctrl_record(struct vdpa_dev *dev, uint8_t cls, uint8_t cmd,
 			err = 0;
 		}
 		break;
+	case VIRTIO_NET_CTRL_ANNOUNCE:
+		/* the driver acknowledging an announce: no state */
+		if (cmd == VIRTIO_NET_CTRL_ANNOUNCE_ACK)
+			return 0;
+		break;
 	case VIRTIO_NET_CTRL_RX: {
 		bool *b = cmd == VIRTIO_NET_CTRL_RX_PROMISC ? &c->st.promisc :
 			  cmd == VIRTIO_NET_CTRL_RX_ALLMULTI ? &c->st.allmulti :
@@ -261,7 +266,11 @@ int netcls_replay_needed(struct vdpa_dev *dev, const struct vdpa_state *s)
 {
 	uint8_t mac[6];
 
-	if (s->cfg.device_id != VIRTIO_ID_NET || !s->has_net || s->has_device)
+	/* the device's own state carries it (in the blob, or device to
+	 * device): nothing to replay */
+	if (s->cfg.device_id != VIRTIO_ID_NET || !s->has_net ||
+	    s->has_device ||
+	    (s->backend_features & (1ULL << VHOST_BACKEND_F_DEVICE_STATE)))
 		return 0;
 	memcpy(mac, s->cfg.mac, 6);
 	return !netcls_is_default(&s->net, mac);
@@ -330,7 +339,8 @@ static int replay_iova(struct vdpa_dev *dev, uint64_t *ret)
 	for (tries = 0; tries < 4096; tries++, iova -= 1ull << 30) {
 		bool clash = false;
 
-		if (iova < caps->iova_range.first)
+		if (iova < caps->iova_range.first ||
+		    (tries && iova > top))	/* wrapped below 0 */
 			break;
 		for (i = 0; i < VDPA_MAX_MAPPED && !clash; i++) {
 			const struct vdpa_mem *m = dev->mapped[i];

@@ -191,11 +191,11 @@ void state_queues_from_shadow(struct vdpa_dev *dev, struct vdpa_state *s)
 int vdpa_state_save_device(struct vdpa_dev *dev, const struct vdpa_state *desc,
 			   struct vdpa_state **ret)
 {
-	return state_save(dev, desc, true, ret);
+	return state_save(dev, desc, true, VDPA_STATE_DEFAULT_CAP, ret);
 }
 
 int state_save(struct vdpa_dev *dev, const struct vdpa_state *desc,
-	       bool with_device, struct vdpa_state **ret)
+	       bool with_device, size_t cap, struct vdpa_state **ret)
 {
 	const struct vdpa_dev_shadow *sh;
 	struct vdpa_state *s;
@@ -243,7 +243,7 @@ int state_save(struct vdpa_dev *dev, const struct vdpa_state *desc,
 	}
 	if (with_device &&
 	    (sh->backend_features & (1ULL << VHOST_BACKEND_F_DEVICE_STATE))) {
-		err = state_io_save(dev, &s->device, &s->device_len);
+		err = state_io_save(dev, cap, &s->device, &s->device_len);
 		if (err < 0)
 			goto err_free;
 		s->has_device = true;
@@ -522,6 +522,8 @@ int state_load_ext(struct vdpa_dev *dev, const struct vdpa_state *s,
 		goto err_reset;
 	if (hooks && hooks->restore_class) {
 		err = hooks->restore_class(dev, s, hooks->opaque);
+		if (err > 0)
+			err = 0;
 		if (err < 0)
 			say(errbuf, errlen, "restoring class state: %s",
 			    strerror(-err));

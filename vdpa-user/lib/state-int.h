@@ -111,9 +111,9 @@ int state_load_ext(struct vdpa_dev *dev, const struct vdpa_state *s,
 
 /*
  * vdpa_state_save_device() without the device's own state (with_device
- * false: it will go device to device), or with it.
+ * false: it will go device to device), or with at most cap bytes of it.
  */
 int state_save(struct vdpa_dev *dev, const struct vdpa_state *desc,
-	       bool with_device, struct vdpa_state **ret);
+	       bool with_device, size_t cap, struct vdpa_state **ret);
 
 #endif

@@ -179,25 +179,64 @@ err_free:
  * resets the device, which ends the transfer and closes its end, so no
  * page is left in the pipe either way. Not a pipe: write(). Never SIGPIPE.
  */
-static int splice_all(int fd, const void *buf, size_t len)
+/* Wait for fd (events), at most STATE_IO_TIMEOUT_MS: 0 or -ETIMEDOUT. */
+static int wait_io(int fd, short events)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	int n;
+
+	do
+		n = poll(&p, 1, STATE_IO_TIMEOUT_MS);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return n ? 0 : -ETIMEDOUT;
+}
+
+/* Block SIGPIPE in this thread; remember whether one was pending. */
+static bool sigpipe_block(sigset_t *set, sigset_t *old)
+{
+	sigset_t pending;
+
+	sigemptyset(set);
+	sigaddset(set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, set, old);
+	sigpending(&pending);
+	return sigismember(&pending, SIGPIPE);
+}
+
+/* Consume the SIGPIPE an EPIPE raised (not one already pending), unblock. */
+static void sigpipe_restore(int err, bool was_pending, const sigset_t *set,
+			    const sigset_t *old)
 {
 	static const struct timespec zero;
+
+	if (err == -EPIPE && !was_pending)
+		while (sigtimedwait(set, NULL, &zero) < 0 && errno == EINTR)
+			;
+	pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+static int splice_all(int fd, const void *buf, size_t len)
+{
 	const uint8_t *p = buf;
-	sigset_t set, old, pending;
-	bool was_pending;
+	sigset_t set, old;
+	bool was_pending = sigpipe_block(&set, &old);
 	int err = 0;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &set, &old);
-	sigpending(&pending);
-	was_pending = sigismember(&pending, SIGPIPE);
 	while (len) {
 		struct iovec v = { .iov_base = (void *)p, .iov_len = len };
-		ssize_t n = vmsplice(fd, &v, 1, 0);
+		ssize_t n = vmsplice(fd, &v, 1, SPLICE_F_NONBLOCK);
 
 		if (n < 0 && errno == EINTR)
 			continue;
+		/* a device that stops reading without closing: bounded */
+		if (n < 0 && errno == EAGAIN) {
+			err = wait_io(fd, POLLOUT);
+			if (err < 0)
+				break;
+			continue;
+		}
 		if (n < 0 && (errno == EBADF || errno == EINVAL) &&
 		    p == buf) {
 			err = 1;	/* not a pipe */
@@ -210,15 +249,13 @@ static int splice_all(int fd, const void *buf, size_t len)
 		p += n;
 		len -= (size_t)n;
 	}
-	if (err == -EPIPE && !was_pending)
-		while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
-			;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	sigpipe_restore(err, was_pending, &set, &old);
 	return err > 0 ? vdpa_write_all(fd, buf, len) : err;
 }
 
 /* The device's own state through the proposed extension. */
-int state_io_save(struct vdpa_dev *dev, void **ret_buf, size_t *ret_len)
+int state_io_save(struct vdpa_dev *dev, size_t cap, void **ret_buf,
+		  size_t *ret_len)
 {
 	struct vhost_vdpa_device_state_fd a = {
 		.direction = VHOST_TRANSFER_STATE_DIRECTION_SAVE,
@@ -241,7 +278,7 @@ int state_io_save(struct vdpa_dev *dev, void **ret_buf, size_t *ret_len)
 	rfd = a.fd >= 0 ? a.fd : pfd[0];
 	if (a.fd >= 0)
 		close(pfd[0]);
-	err = read_to_eof(rfd, VDPA_STATE_DEFAULT_CAP, &buf, &len);
+	err = read_to_eof(rfd, cap ? cap : VDPA_STATE_DEFAULT_CAP, &buf, &len);
 	close(rfd);
 	err2 = vdpa_dev_call(dev, VHOST_VDPA_CHECK_DEVICE_STATE, NULL);
 	if (err < 0 || err2 < 0) {
@@ -294,17 +331,34 @@ static int pump(int rfd, int wfd, size_t cap, size_t *moved)
 {
 	for (;;) {
 		ssize_t n = splice(rfd, NULL, wfd, NULL, 1 << 20,
-				   SPLICE_F_MOVE);
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		struct pollfd w = { .fd = wfd, .events = POLLOUT };
+		int err;
 
 		if (n == 0)
 			return 0;
-		if (n < 0 && errno == EINTR)
+		if (n > 0) {
+			*moved += (size_t)n;
+			if (*moved > cap)
+				return -EFBIG;
 			continue;
-		if (n < 0)
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
 			return vdpa_write_err(errno);
-		*moved += (size_t)n;
-		if (*moved > cap)
-			return -EFBIG;
+		/*
+		 * Nothing to move: the source has not written yet, or the
+		 * destination is full. Wait for the side that blocks, at most
+		 * STATE_IO_TIMEOUT_MS (a device that neither writes nor
+		 * closes, or stops reading, must not hang the migration).
+		 */
+		if (poll(&w, 1, 0) == 1)
+			err = wait_io(rfd, POLLIN);
+		else
+			err = wait_io(wfd, POLLOUT);
+		if (err < 0)
+			return err;
 	}
 }
 
@@ -355,8 +409,14 @@ int state_io_direct(struct vdpa_dev *from, struct vdpa_dev *to, size_t cap,
 	rfd = own >= 0 ? own : in[0];
 	if (own >= 0)
 		close(in[0]);
-	if (!err)
+	if (!err) {
+		sigset_t set, old;
+		bool was_pending = sigpipe_block(&set, &old);
+
+		/* EPIPE, never death, when the destination stops reading */
 		err = pump(rfd, wfd, cap, &moved);
+		sigpipe_restore(err, was_pending, &set, &old);
+	}
 	close(rfd);
 	close(wfd);	/* EOF for the destination */
 	err2 = vdpa_dev_call(from, VHOST_VDPA_CHECK_DEVICE_STATE, NULL);

@@ -10,10 +10,11 @@ struct vdpa_dev;
 /*
  * Read the device's own state (VHOST_VDPA_SET_DEVICE_STATE_FD, SAVE, then
  * VHOST_VDPA_CHECK_DEVICE_STATE) into a malloc'd buffer of at most
- * VDPA_STATE_DEFAULT_CAP bytes. 0 with *ret_buf and *ret_len set, or -errno
+ * cap bytes (0: VDPA_STATE_DEFAULT_CAP). 0 with *ret_buf and *ret_len set, or -errno
  * with both untouched.
  */
-int state_io_save(struct vdpa_dev *dev, void **ret_buf, size_t *ret_len);
+int state_io_save(struct vdpa_dev *dev, size_t cap, void **ret_buf,
+		  size_t *ret_len);
 
 /* Write len bytes of device state into the device (LOAD, then CHECK). */
 int state_io_load(struct vdpa_dev *dev, const void *buf, size_t len);
