@@ -115,7 +115,9 @@ VDPA_EXPORT int vdpa_mig_src_new(struct vdpa_dev *dev,
 				 struct vdpa_mig_src **ret);
 /*
  * Before anything stops: SUSPEND negotiated, every queue set up, no class
- * state the library cannot carry, and (dst_desc from vdpa_mig_dst_describe,
+ * state the library cannot carry, a rollback possible (a source without
+ * RESUME nor the extension must have no class state to restore), and
+ * (dst_desc from vdpa_mig_dst_describe,
  * or NULL when saving to a file) the destination compatible. 0, or -errno
  * with one line in err.
  */
