@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 #include <syslog.h>
 
@@ -108,6 +109,8 @@ struct vsim {
 	pthread_mutex_t lock;
 	int epfd, stop_fd, listen_fd, conn_fd;
 	char *sock_path;
+	dev_t sock_dev;		/* what sock_path was made: removed at exit */
+	ino_t sock_ino;		/* only if it is still ours */
 	int pending[VSIM_MAX_PENDING];
 
 	/* per connection */

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -248,8 +249,12 @@ void vsim_destroy(struct vsim *s)
 	for (i = 0; i < VSIM_MAX_PENDING; i++)
 		close_fd(&s->pending[i]);
 	if (s->listen_fd >= 0) {
+		struct stat st;
+
 		close_fd(&s->listen_fd);
-		if (s->sock_path)
+		/* only the socket we made: another may have its place now */
+		if (s->sock_path && lstat(s->sock_path, &st) == 0 &&
+		    st.st_dev == s->sock_dev && st.st_ino == s->sock_ino)
 			unlink(s->sock_path);
 	}
 	vsim_blk_fini(s);
@@ -908,7 +913,41 @@ static int probe_listener(const char *path)
 	return r;
 }
 
+static int listen_locked(struct vsim *s, const char *path);
+
+/*
+ * Simulators starting on one path at once: the probe, the removal of a
+ * stale socket and the link are one step under an flock of the directory
+ * (no lock files left behind).
+ */
 int vsim_listen(struct vsim *s, const char *path)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path) + 2], *slash;
+	struct stat st;
+	int lk, r;
+
+	if (!s || !path || strlen(path) >= sizeof(dir) - 2)
+		return -EINVAL;
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		strcpy(dir, ".");
+	else
+		*(slash == dir ? slash + 1 : slash) = 0;
+	lk = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (lk >= 0)
+		flock(lk, LOCK_EX);
+	r = listen_locked(s, path);
+	if (!r && lstat(path, &st) == 0) {
+		s->sock_dev = st.st_dev;
+		s->sock_ino = st.st_ino;
+	}
+	if (lk >= 0)
+		close(lk);	/* releases the lock */
+	return r;
+}
+
+static int listen_locked(struct vsim *s, const char *path)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EV(EV_LISTEN, 0) };
 	struct sockaddr_un a = { .sun_family = AF_UNIX };

@@ -962,6 +962,64 @@ static void sim_socket(void)
 	       "--ready-fd of a closed fd: refused at startup, exit 2");
 }
 
+/*
+ * What the migration's endpoints may touch: migrate-in never removes a
+ * file or a live socket to listen, a failed save never destroys the
+ * previous good one, a FIFO is not a saved state.
+ */
+static void endpoints(void)
+{
+	char file[512], uri[600], good[512], fifo[512], b[64] = "";
+	struct sim a, b2;
+	struct stat st;
+	off_t size;
+	int rc, fd;
+
+	snprintf(file, sizeof(file), "%s/precious.txt", dir);
+	fd = open(file, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+	tap_ok(fd >= 0 && write(fd, "precious\n", 9) == 9, "a file");
+	if (fd >= 0)
+		close(fd);
+	tap_ok(sim_start(&a, "epa", net_args) && sim_start(&b2, "epb",
+							   net_args),
+	       "two simulators");
+	snprintf(uri, sizeof(uri), "unix:%s", file);
+	rc = CLI("migrate-in", b2.name, "--from", uri, "--timeout", "1");
+	slurp(file, b, sizeof(b));
+	tap_ok(rc == 1 && !strcmp(b, "precious\n") && one_line(err) &&
+	       has(err, "not a socket"),
+	       "migrate-in --from unix:FILE refuses, the file is intact (%s)",
+	       err);
+	snprintf(uri, sizeof(uri), "unix:%s", a.name + 4);
+	rc = CLI("migrate-in", b2.name, "--from", uri, "--timeout", "1");
+	tap_ok(rc == 1 && one_line(err) && has(err, "listening on it"),
+	       "migrate-in --from a live simulator's socket refuses (%s)",
+	       err);
+	rc = CLI("traffic", a.name, "--count", "1000");
+	tap_is(rc, 0, "that simulator is still reachable");
+
+	snprintf(good, sizeof(good), "%s/good.state", dir);
+	snprintf(uri, sizeof(uri), "file:%s", good);
+	rc = CLI("migrate-out", a.name, "--to", uri);
+	size = stat(good, &st) == 0 ? st.st_size : -1;
+	tap_ok(rc == 0 && size > 100, "a good save (%lld bytes)",
+	       (long long)size);
+	rc = CLI("--max-state", "10", "migrate-out", a.name, "--to", uri);
+	tap_ok(rc == 1 && stat(good, &st) == 0 && st.st_size == size,
+	       "a failed save leaves the previous one as it was");
+	rc = CLI("state", "show", good);
+	tap_is(rc, 0, "and it still decodes");
+
+	snprintf(fifo, sizeof(fifo), "%s/state.fifo", dir);
+	tap_ok(mkfifo(fifo, 0600) == 0, "a FIFO");
+	snprintf(uri, sizeof(uri), "file:%s", fifo);
+	rc = CLI("migrate-in", b2.name, "--from", uri, "--timeout", "1");
+	tap_ok(rc == 1 && one_line(err) && has(err, "not a regular file"),
+	       "migrate-in --from file:FIFO refuses at once (%s)", err);
+	sim_stop(&a);
+	sim_stop(&b2);
+}
+
 static void demo(void)
 {
 	int rc = CLI("demo");
@@ -1124,6 +1182,7 @@ int main(void)
 	progress();
 	ctrl_c();
 	sim_socket();
+	endpoints();
 	demo();
 	naming();
 	escaping();

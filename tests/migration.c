@@ -590,7 +590,10 @@ static int fake_listen(const char *sock_path)
  * It answers in framing version 1 or 2 (1: an older destination) and
  * exits 3 when the source did not write version 2.
  */
-static void fake_destination(int l, const void *desc, size_t dlen, bool die,
+/* How the fake destination ends: a refusal, dying, or saying nothing. */
+enum { FAKE_REFUSES, FAKE_DIES, FAKE_SILENT };
+
+static void fake_destination(int l, const void *desc, size_t dlen, int die,
 			     unsigned int version)
 {
 	uint8_t h[24], buf[65536];
@@ -637,6 +640,11 @@ static void fake_destination(int l, const void *desc, size_t dlen, bool die,
 				_exit(2);
 		}
 	}
+	if (die == FAKE_SILENT) {
+		/* all of the state in, no verdict out: the outcome unknown */
+		sleep(4);
+		_exit(0);
+	}
 	if (!die) {
 		/* the library's verdict: "VRD1", -EIO, the reason */
 		put_le32(buf, 0x31445256u);
@@ -649,7 +657,7 @@ static void fake_destination(int l, const void *desc, size_t dlen, bool die,
 	_exit(0);
 }
 
-static void destination_failure(bool die, const char *const *sim_args,
+static void destination_failure(int die, const char *const *sim_args,
 				const char *what, unsigned int version)
 {
 	struct vsim_opts o;
@@ -706,9 +714,27 @@ static void destination_failure(bool die, const char *const *sim_args,
 		fake_destination(l, blob, len, die, version);
 	close(l);
 	rc = CLI("-j", "migrate-out", a.name, "--to", uri, "--traffic",
-		 "--count", "60000");
+		 "--count", "60000", "--timeout",
+		 die == FAKE_SILENT ? "1" : "30");
 	kill(fake, SIGKILL);	/* done by now, unless the CLI never came */
 	waitpid(fake, &st, 0);
+	if (die == FAKE_SILENT) {
+		/* it may be running there: resuming here would make two */
+		tap_ok(rc > 0 && rc < 128 && has(out, "\"result\":\"failed\"") &&
+		       has(out, "the outcome is unknown") &&
+		       has(out, "left suspended") &&
+		       !jis(out, "completed", 60000),
+		       "%s: the source does not resume (never two running)",
+		       what);
+		if (!has(out, "the outcome is unknown"))
+			tap_diag("rc %d out %s err %s", rc, out, err);
+		rc = CLI("traffic", a.name, "--count", "1000");
+		tap_is(rc, 0, "%s: the device works for a new driver once "
+		       "the migrate-out process has let go of it", what);
+		sim_stop(&a);
+		free(blob);
+		return;
+	}
 	tap_ok(rc > 0 && rc < 128 && has(out, "\"result\":\"failed\"") &&
 	       has(out, die ? "destination went away" : "injected") &&
 	       jis(out, "lost", 0) && jis(out, "duplicated", 0) &&
@@ -1067,10 +1093,13 @@ int main(void)
 	blk_writeback(false);
 	direct();
 	fallbacks();
-	destination_failure(false, plain, "destination refuses after suspend",
+	destination_failure(FAKE_REFUSES, plain,
+			    "destination refuses after suspend",
 			    2);
-	destination_failure(true, plain, "destination dies mid-load", 2);
-	destination_failure(false, nores, "older destination refuses, source "
+	destination_failure(FAKE_DIES, plain, "destination dies mid-load", 2);
+	destination_failure(FAKE_SILENT, plain, "destination silent after the "
+			    "whole state (--timeout 1)", 2);
+	destination_failure(FAKE_REFUSES, nores, "older destination refuses, source "
 			    "has no RESUME (reset + reload)", 1);
 	unix_stream();
 	sim_crashes();

@@ -183,6 +183,13 @@ VDPA_EXPORT const struct vdpa_mig_times *vdpa_mig_src_times(
  * neither committed nor rolled back (or a rollback that failed).
  */
 VDPA_EXPORT bool vdpa_mig_src_suspended(const struct vdpa_mig_src *m);
+/*
+ * The outcome is unknown (all of the state went out, no verdict came
+ * back): the destination may be running the device, so the source must
+ * not resume. The migration forgets the source, which stays suspended;
+ * vdpa_mig_src_free() then does not roll it back.
+ */
+VDPA_EXPORT void vdpa_mig_src_abandon(struct vdpa_mig_src *m);
 /* Frees m; a source still suspended and not committed is rolled back. */
 VDPA_EXPORT void vdpa_mig_src_free(struct vdpa_mig_src *m);
 

@@ -84,6 +84,9 @@ static int parse(const char *cmd, const char *uri_opt, int argc, char **argv,
 		return cli_fail("%s: '%s' is not unix:PATH, tcp:HOST:PORT or "
 				"file:PATH", cmd, a->uri);
 	a->timeout_ms = (int)(a->timeout * 1000);
+	/* a peer that stops reading holds us no longer than one that is
+	 * silent */
+	stream_set_write_timeout(a->timeout_ms);
 	return 0;
 }
 
@@ -487,13 +490,37 @@ int cmd_migrate_out(int argc, char **argv)
 	if (r < 0)
 		goto rollback;
 	if (file) {
-		/* the state is in the file: only now may the source forget */
+		/* the state is in the file, on disk: only now may the source
+		 * forget */
+		r = stream_file_commit(fd);
+		if (r < 0) {
+			snprintf(err, sizeof(err), "%s: %s", a.uri,
+				 strerror(-r));
+			goto rollback;
+		}
 		vdpa_mig_src_commit(m);
 	} else {
 		cli_progress("migrate-out: %zu bytes of state sent; waiting "
 			     "for the destination's verdict", len);
 		r = get_reply(fd, version, a.timeout_ms, REC_VERDICT, &vbuf,
 			      &vlen, err, sizeof(err));
+		if (r == -ETIMEDOUT) {
+			/*
+			 * All of the state is out and no verdict came: the
+			 * destination may be running the device. Resuming
+			 * here too would make two; leave the source
+			 * suspended and say so.
+			 */
+			snprintf(err, sizeof(err), "no verdict from the "
+				 "destination in %llu s after all of the state "
+				 "was sent: the outcome is unknown (the "
+				 "destination may be running), so the source "
+				 "does not resume",
+				 (unsigned long long)a.timeout);
+			vdpa_mig_src_abandon(m);
+			stopped = true;
+			goto finish;
+		}
 		if (r < 0)
 			goto rollback;
 		/* commit on success; rollback (the source resumed) else */
@@ -544,7 +571,9 @@ finish:
 	}
 	if (have_wl)
 		cli_traffic_result(&w, &res);
-	cli_dev_flush(&d);
+	if (!stopped)	/* a suspended device takes no flush */
+		cli_dev_flush(&d);
+	stream_file_abort();
 	rc = cli_fail("migrate-out: %s; %s", err, stopped ?
 		      "the source is left suspended" :
 		      "the source is still running");
@@ -771,6 +800,15 @@ int cmd_migrate_in(int argc, char **argv)
 		else if (r == -EINTR)
 			snprintf(err, sizeof(err), "interrupted while waiting "
 				 "for the source on %s", a.uri);
+		else if (r == -EEXIST)
+			snprintf(err, sizeof(err), "%s: something that is not "
+				 "a socket is there; not removing it", a.uri);
+		else if (r == -EADDRINUSE)
+			snprintf(err, sizeof(err), "%s: another process is "
+				 "listening on it; not taking it over", a.uri);
+		else if (r == -EINVAL && stream_is_file(a.uri))
+			snprintf(err, sizeof(err), "%s: not a regular file",
+				 a.uri);
 		else
 			snprintf(err, sizeof(err), "%s: %s", a.uri,
 				 strerror(-r));
@@ -871,8 +909,20 @@ int cmd_migrate_in(int argc, char **argv)
 	if (r < 0)
 		goto fail;
 	mig_set_driver_dev(&d, d.dev);
-	if (!file)
-		put_verdict(fd, 0, NULL);
+	if (!file) {
+		r = put_verdict(fd, 0, NULL);
+		if (r < 0) {
+			/*
+			 * The source did not get the verdict: it resumes (its
+			 * peer went away) or stays suspended (it timed out).
+			 * Never two running: stop here.
+			 */
+			snprintf(err, sizeof(err), "the verdict did not reach "
+				 "the source (%s): stopped here so that the "
+				 "device never runs twice", strerror(-r));
+			goto fail;
+		}
+	}
 	close(fd);
 	fd = -1;
 	cli_hold_sigint(false);

@@ -20,15 +20,39 @@
 #include "crc32c.h"
 #include "stream.h"
 
+static int write_timeout_ms = 30000;
+
+void stream_set_write_timeout(int timeout_ms)
+{
+	write_timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
+}
+
+/*
+ * A peer that stops reading must not hold us (and a suspended source)
+ * forever: a socket that takes nothing for write_timeout_ms is -ETIMEDOUT.
+ */
 int io_write_full(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;
 
 	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n < 0 && errno == ENOTSOCK)
 			n = write(fd, p, len);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd pf = { .fd = fd, .events = POLLOUT };
+			int r;
+
+			do
+				r = poll(&pf, 1, write_timeout_ms);
+			while (r < 0 && errno == EINTR);
+			if (r == 0)
+				return -ETIMEDOUT;
+			if (r < 0)
+				return -errno;
+			continue;
+		}
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -145,18 +169,57 @@ static long now_ms(void)
 	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
+/*
+ * A save goes to PATH.XXXXXX beside PATH and replaces PATH only once it is
+ * complete and on disk (stream_file_commit): a failed save never destroys
+ * the previous good one.
+ */
+static char file_tmp[4096], file_final[4096];
+
+int stream_file_commit(int fd)
+{
+	char dir[4096], *slash;
+	int d;
+
+	if (!file_tmp[0])
+		return -EINVAL;
+	if (fsync(fd) < 0 || rename(file_tmp, file_final) < 0)
+		return -errno;
+	file_tmp[0] = 0;
+	snprintf(dir, sizeof(dir), "%s", file_final);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = 0;
+	d = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (d >= 0) {
+		fsync(d);	/* the rename itself on disk */
+		close(d);
+	}
+	return 0;
+}
+
+void stream_file_abort(void)
+{
+	if (file_tmp[0])
+		unlink(file_tmp);
+	file_tmp[0] = 0;
+}
+
 int stream_connect(const char *uri, int timeout_ms, int *ret_fd)
 {
 	long deadline = now_ms() + timeout_ms;
 	int fd, err;
 
 	if (!strncmp(uri, "file:", 5)) {
-		if (!uri[5])
+		if (!uri[5] || strlen(uri + 5) + 8 > sizeof(file_tmp))
 			return -EINVAL;
-		fd = open(uri + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-			  0600);
-		if (fd < 0)
+		snprintf(file_final, sizeof(file_final), "%s", uri + 5);
+		snprintf(file_tmp, sizeof(file_tmp), "%s.XXXXXX", uri + 5);
+		fd = mkostemp(file_tmp, O_CLOEXEC);
+		if (fd < 0) {
+			file_tmp[0] = 0;
 			return -errno;
+		}
 		*ret_fd = fd;
 		return 0;
 	}
@@ -206,16 +269,48 @@ int stream_connect(const char *uri, int timeout_ms, int *ret_fd)
 	}
 }
 
+/*
+ * What may be at the path we are about to bind: nothing, or a socket
+ * nobody listens on (left by a process that died), which goes. A file,
+ * or a socket something listens on, is not ours to remove.
+ */
+static int stale_socket(const struct sockaddr_un *sa)
+{
+	struct stat st;
+	int fd, r;
+
+	if (lstat(sa->sun_path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	close(fd);
+	if (r == 0 || errno != ECONNREFUSED)
+		return -EADDRINUSE;
+	return unlink(sa->sun_path) < 0 ? -errno : 0;
+}
+
 int stream_accept(const char *uri, int timeout_ms, int *ret_fd)
 {
 	int lfd, fd, err, one = 1;
 
 	if (!strncmp(uri, "file:", 5)) {
+		struct stat st;
+
 		if (!uri[5])
 			return -EINVAL;
-		fd = open(uri + 5, O_RDONLY | O_CLOEXEC);
+		/* not blocking in open() on a FIFO nobody writes */
+		fd = open(uri + 5, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 		if (fd < 0)
 			return -errno;
+		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+			close(fd);
+			return -EINVAL;	/* a saved state is a regular file */
+		}
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 		*ret_fd = fd;
 		return 0;
 	}
@@ -226,10 +321,12 @@ int stream_accept(const char *uri, int timeout_ms, int *ret_fd)
 		err = unix_addr(uri + 5, &sa);
 		if (err < 0)
 			return err;
+		err = stale_socket(&sa);
+		if (err < 0)
+			return err;
 		lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (lfd < 0)
 			return -errno;
-		unlink(sa.sun_path);
 		old = umask(0077);
 		err = bind(lfd, (struct sockaddr *)&sa, sizeof(sa));
 		umask(old);

@@ -32,8 +32,14 @@ enum stream_rec {
 	REC_PLAN = 7,
 };
 
-/* uri: unix:PATH, tcp:HOST:PORT, file:PATH. -EINVAL on a malformed uri. */
+/*
+ * uri: unix:PATH, tcp:HOST:PORT, file:PATH. -EINVAL on a malformed uri.
+ * file: writes PATH.XXXXXX, which stream_file_commit() (fsync, rename)
+ * makes PATH, or stream_file_abort() removes.
+ */
 int stream_connect(const char *uri, int timeout_ms, int *ret_fd);
+int stream_file_commit(int fd);
+void stream_file_abort(void);
 /* Listen (unix/tcp) and accept one peer, or open the file for reading. */
 int stream_accept(const char *uri, int timeout_ms, int *ret_fd);
 /* True when the uri is a file: (no peer to talk back). */
@@ -84,6 +90,8 @@ const char *stream_rec_name(uint32_t type);
 
 /* Full read/write with a timeout (-ETIMEDOUT); EOF mid-way is -EPIPE. */
 int io_write_full(int fd, const void *buf, size_t len);
+/* How long io_write_full() waits for a peer that takes nothing (30 s). */
+void stream_set_write_timeout(int timeout_ms);
 int io_read_full(int fd, void *buf, size_t len, int timeout_ms);
 
 #endif

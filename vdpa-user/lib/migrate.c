@@ -654,6 +654,12 @@ bool vdpa_mig_src_suspended(const struct vdpa_mig_src *m)
 	return m && m->phase == SRC_SUSPENDED;
 }
 
+void vdpa_mig_src_abandon(struct vdpa_mig_src *m)
+{
+	if (m && m->phase == SRC_SUSPENDED)
+		m->phase = SRC_DONE;
+}
+
 void vdpa_mig_src_free(struct vdpa_mig_src *m)
 {
 	if (!m)
