@@ -1016,6 +1016,9 @@ static void endpoints(void)
 	rc = CLI("migrate-in", b2.name, "--from", uri, "--timeout", "1");
 	tap_ok(rc == 1 && one_line(err) && has(err, "not a regular file"),
 	       "migrate-in --from file:FIFO refuses at once (%s)", err);
+	rc = CLI("migrate-in", b2.name, "--from", uri, "--count", "5");
+	tap_ok(rc == 1 && one_line(err) && has(err, "is migrate-out's"),
+	       "migrate-in refuses the source's traffic options (%s)", err);
 	sim_stop(&a);
 	sim_stop(&b2);
 }

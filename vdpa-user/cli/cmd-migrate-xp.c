@@ -40,7 +40,14 @@ static int parse(const char *cmd, const char *uri_opt, int argc, char **argv,
 	a->timeout = PEER_TIMEOUT_S;
 	for (i = 0; i < argc; i++) {
 		const char *s = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		/* the traffic options are the source's: its driver runs it */
+		bool src_only = !strcmp(s, "--count") || !strcmp(s, "--size") ||
+				!strcmp(s, "--queues") ||
+				!strcmp(s, "--traffic");
 
+		if (src_only && strcmp(uri_opt, "--to"))
+			return cli_fail("%s: %s is migrate-out's (the traffic "
+					"comes with the stream)", cmd, s);
 		if (!strcmp(s, "--count")) {
 			rc = cli_parse_opt(cmd, s, v, 1, CLI_COUNT_MAX,
 					   &a->count);
@@ -77,8 +84,10 @@ static int parse(const char *cmd, const char *uri_opt, int argc, char **argv,
 	}
 	if (!a->dev || !a->uri)
 		return cli_fail("usage: vdpa-user %s DEV %s unix:PATH|"
-				"tcp:HOST:PORT|file:PATH [--timeout SECONDS]",
-				cmd, uri_opt);
+				"tcp:HOST:PORT|file:PATH%s [--timeout SECONDS]",
+				cmd, uri_opt, strcmp(uri_opt, "--to") ? "" :
+				" [--traffic] [--count N] [--size B] "
+				"[--queues Q]");
 	if (strncmp(a->uri, "unix:", 5) && strncmp(a->uri, "tcp:", 4) &&
 	    strncmp(a->uri, "file:", 5))
 		return cli_fail("%s: '%s' is not unix:PATH, tcp:HOST:PORT or "

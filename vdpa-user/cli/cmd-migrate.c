@@ -260,9 +260,8 @@ int cmd_migrate(int argc, char **argv)
 	}
 	/* one line for what went wrong, the figures for what was done */
 	rc = 0;
-	if (r < 0)
-		rc = cli_fail("migrate: %s%s", err, rolled ?
-			      "; the source was resumed" : "");
+	if (r < 0)	/* the library's reason says whether it resumed */
+		rc = cli_fail("migrate: %s", err);
 	else if (cli_interrupted)
 		rc = cli_fail("migrate: interrupted after %llu of %llu "
 			      "migration(s)", (unsigned long long)done,
