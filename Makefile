@@ -110,7 +110,7 @@ help:
 	@echo '  valgrind       integration tests under valgrind (leak check)'
 	@echo '  bench          benchmarks; figures printed, nothing asserted'
 	@echo '  fuzz           libFuzzer targets (clang), FUZZ_SECONDS=$(FUZZ_SECONDS) each'
-	@echo '  check-kernel   the suite against Linux vhost-vdpa + vdpa_sim in a guest'
+	@echo '  check-kernel   the suite against Linux vhost-vdpa + vdpa_sim in a guest (KERNEL=6.1|6.12)'
 	@echo '  install        PREFIX=$(PREFIX) DESTDIR=$(DESTDIR): library, headers, pkg-config,'
 	@echo '                 CLI, simulator, man pages (1 and 3), bash completion'
 	@echo '  uninstall      the same PREFIX and DESTDIR'
@@ -305,8 +305,9 @@ bench: all
 demo: all
 	$(Q)$(CLI) demo
 
+KERNEL ?= 6.1
 check-kernel: all
-	$(Q)BUILD=$(BUILD) scripts/vm/check-kernel.sh
+	$(Q)BUILD=$(BUILD) KERNEL=$(KERNEL) scripts/vm/check-kernel.sh
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/vdpa-user \

@@ -8,7 +8,7 @@
 set -eu
 case "${1:-build}" in
 build)  pkgs="gcc make pkg-config libmnl-dev libpci-dev" ;;
-kernel) pkgs="linux-source-6.1 flex bison bc libelf-dev xz-utils cpio busybox-static qemu-system-x86 iproute2" ;;
+kernel) pkgs="linux-source-${KERNEL:-6.1} flex bison bc libelf-dev xz-utils cpio busybox-static qemu-system-x86 iproute2" ;;
 tools)  pkgs="valgrind clang libclang-rt-14-dev g++" ;;
 fuzz)   pkgs="clang libclang-rt-14-dev" ;;
 *) echo "install-deps.sh: unknown set '$1'" >&2; exit 2 ;;

@@ -37,6 +37,7 @@ static void usage(FILE *f)
 {
 	fputs("usage: vdpa-sim --type net|blk --socket PATH [--queue-pairs N]\n"
 	      "  [--vq-size N] [--no-suspend] [--no-resume] [--no-state]\n"
+	      "  [--kernel 6.1|6.12]\n"
 	      "  [--iova-range FIRST:LAST] [--mac XX:XX:XX:XX:XX:XX] "
 	      "[--mtu N]\n"
 	      "  [--capacity-mb N] [--backing FILE] "

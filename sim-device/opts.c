@@ -30,6 +30,21 @@ void vsim_opts_init(struct vsim_opts *o, enum vsim_type type)
 	o->ready_fd = -1;
 }
 
+int vsim_opts_kernel(struct vsim_opts *o, const char *name)
+{
+	if (!strcmp(name, "6.1")) {
+		o->kernel = VSIM_KERNEL_6_1;
+		o->no_resume = true;
+	} else if (!strcmp(name, "6.12")) {
+		o->kernel = VSIM_KERNEL_6_12;
+		o->no_resume = false;
+	} else {
+		return -EINVAL;
+	}
+	o->no_state = true;	/* the extension is a proposal */
+	return 0;
+}
+
 static int fail(const struct vsim_opts *o, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static int fail(const struct vsim_opts *o, const char *fmt, ...)
@@ -77,7 +92,7 @@ static int parse_mac(const char *s, uint8_t mac[6])
 enum {
 	OPT_NO_SUSPEND = 256, OPT_NO_RESUME, OPT_NO_STATE, OPT_IOVA,
 	OPT_MTU, OPT_CAP, OPT_BACKING, OPT_CACHE, OPT_QP, OPT_VQ, OPT_CRASH,
-	OPT_PIDFILE, OPT_READY_FD,
+	OPT_PIDFILE, OPT_READY_FD, OPT_KERNEL,
 };
 
 int vsim_opts_parse(struct vsim_opts *o, int argc, char **argv,
@@ -100,6 +115,7 @@ int vsim_opts_parse(struct vsim_opts *o, int argc, char **argv,
 		{ "crash-during", required_argument, NULL, OPT_CRASH },
 		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
 		{ "ready-fd", required_argument, NULL, OPT_READY_FD },
+		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -145,6 +161,11 @@ int vsim_opts_parse(struct vsim_opts *o, int argc, char **argv,
 			break;
 		case OPT_NO_RESUME:
 			o->no_resume = true;
+			break;
+		case OPT_KERNEL:
+			if (vsim_opts_kernel(o, optarg))
+				return fail(o, "--kernel: 6.1 or 6.12, not '%s'",
+					    optarg);
 			break;
 		case OPT_NO_STATE:
 			o->no_state = true;

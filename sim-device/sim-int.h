@@ -133,7 +133,7 @@ struct vsim {
 	unsigned int nvqs;
 	struct vsim_vq vq[VSIM_MAX_VQS];
 	uint64_t work;		/* bitmap of queues with budget left over */
-	uint8_t config[64];
+	uint8_t config[128];	/* >= every config_size (96 for 6.12 blk) */
 	uint32_t config_size;
 
 	/* net */

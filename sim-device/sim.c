@@ -96,6 +96,9 @@ static void build_config(struct vsim *s)
 		c->blk_size = VSIM_SECTOR;
 		c->num_queues = 1;
 		s->config_size = sizeof(*c);
+		/* 6.12's struct virtio_blk_config has the zoned fields too */
+		if (s->o.kernel == VSIM_KERNEL_6_12)
+			s->config_size = 96;
 	}
 }
 
@@ -342,7 +345,10 @@ static int set_status(struct vsim *s, uint8_t st)
 
 		for (i = 0; i < s->nvqs; i++)
 			s->vq[i].resolved = false;
-		schedule_all(s);
+		/* 6.12's vdpa_sim looks at a ring when it is kicked, not at
+		 * DRIVER_OK; this simulator otherwise takes what is there */
+		if (s->o.kernel != VSIM_KERNEL_6_12)
+			schedule_all(s);
 	}
 	return 0;
 }
@@ -675,10 +681,17 @@ static int handle(struct vsim *s, const struct vsim_hdr *h, uint8_t *p,
 	case VHOST_VDPA_SUSPEND:
 		if (s->o.no_suspend)
 			return -EOPNOTSUPP;
+		/* 6.12's vhost-vdpa: not DRIVER_OK, the device is not asked */
+		if (s->o.kernel == VSIM_KERNEL_6_12 &&
+		    !(s->status & VIRTIO_CONFIG_S_DRIVER_OK))
+			return 0;
 		/* Rings are only touched by this thread: nothing in flight. */
 		s->suspended = true;
 		return 0;
 	case VHOST_VDPA_RESUME:
+		if (s->o.kernel == VSIM_KERNEL_6_12 &&
+		    !(s->status & VIRTIO_CONFIG_S_DRIVER_OK))
+			return 0;
 		s->suspended = false;
 		s->wb_saved = false;	/* a rolled-back save: ours again */
 		schedule_all(s);

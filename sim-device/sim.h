@@ -49,6 +49,12 @@ struct vsim_opts {
 	 */
 	enum { VSIM_CRASH_NONE, VSIM_CRASH_SAVE, VSIM_CRASH_LOAD } crash_during;
 	/*
+	 * A kernel personality (--kernel): answer as Linux's vdpa_sim of
+	 * that release where the simulator has a knob for it
+	 * (vsim_opts_kernel(); docs/differential.md).
+	 */
+	enum { VSIM_KERNEL_NONE, VSIM_KERNEL_6_1, VSIM_KERNEL_6_12 } kernel;
+	/*
 	 * The vdpa-sim process only (main.c; the device ignores them):
 	 * --pidfile, written once the socket listens, removed at exit;
 	 * --ready-fd, "ready\n" written to it and closed once the socket
@@ -69,6 +75,14 @@ struct vsim_opts {
  * pidfile, no ready fd.
  */
 void vsim_opts_init(struct vsim_opts *o, enum vsim_type type);
+
+/*
+ * Apply a kernel personality, "6.1" or "6.12": 6.1 offers neither RESUME
+ * nor the device-state extension; 6.12 offers RESUME (not the extension)
+ * and a blk config space of 96 bytes (the zoned fields). -EINVAL for
+ * another name.
+ */
+int vsim_opts_kernel(struct vsim_opts *o, const char *name);
 
 /*
  * Parse vdpa-sim command-line options (argv[0] is skipped, getopt_long).

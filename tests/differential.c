@@ -14,6 +14,11 @@
  *                       do not compare (the rig uses this in the guest)
  *   VDPA_DIFF_EXPECTED  answers to compare with (default
  *                       tests/differential.expected; missing = skip, 77)
+ *   VDPA_DIFF_KERNEL    the kernel those answers are from, 6.1 (default) or
+ *                       6.12: the simulator runs with that personality
+ *                       (vdpa-sim --kernel). With neither this nor
+ *                       VDPA_DIFF_EXPECTED set, both kernels are compared,
+ *                       6.12 with tests/differential-6.12.expected.
  * Known, explained differences are listed in known_diffs[] below and in
  * docs/differential.md; any other difference fails.
  */
@@ -70,27 +75,34 @@ struct known_diff {
 	const char *sim;
 	bool todo;
 	const char *why;
+	const char *kernel;	/* only for this personality; NULL: any */
 };
+
+static const char *kernel = "6.1";	/* the personality compared */
 
 static const struct known_diff known_diffs[] = {
 	{ "net.get-features", "ret=0 val=0x338970028", false,
 	  "sim also offers STATUS, CTRL_RX, CTRL_RX_EXTRA, INDIRECT_DESC, "
-	  "EVENT_IDX" },
+	  "EVENT_IDX", NULL },
 	{ "blk.get-features", "ret=0 val=0x330000246", false,
 	  "sim offers INDIRECT_DESC, EVENT_IDX; not TOPOLOGY, DISCARD, "
-	  "WRITE_ZEROES, ANY_LAYOUT" },
+	  "WRITE_ZEROES, ANY_LAYOUT", NULL },
 	{ "get-backend-features", "ret=0 val=0x56", false,
 	  "sim: one address space (no IOTLB_ASID), offers "
-	  "ENABLE_AFTER_DRIVER_OK" },
+	  "ENABLE_AFTER_DRIVER_OK", "6.1" },
+	{ "get-backend-features", "ret=0 val=0x76", false,
+	  "sim: one address space (no IOTLB_ASID), no IOTLB_PERSIST (its "
+	  "mappings live in the simulator process, not the parent)", "6.12" },
 	{ "net.get-group-num", "ret=0 val=1", false,
-	  "sim has one vq group; vdpasim_net puts the cvq in group 1" },
+	  "sim has one vq group; vdpasim_net puts the cvq in group 1", NULL },
 	{ "net.get-as-num", "ret=0 val=1", false,
-	  "sim has one address space; vdpasim_net has 2 (shadow cvq)" },
+	  "sim has one address space; vdpasim_net has 2 (shadow cvq)", NULL },
 	{ "net.get-vring-group-last", "ret=0 val=0", false,
-	  "sim has one vq group; vdpasim_net puts the cvq in group 1" },
+	  "sim has one vq group; vdpasim_net puts the cvq in group 1", NULL },
 	{ "set-vring-num-above-max", "ret=-EINVAL", false,
-	  "sim refuses a size above GET_VRING_NUM; Linux stores it unchecked" },
-	{ NULL, NULL, false, NULL },
+	  "sim refuses a size above GET_VRING_NUM; Linux 6.1 stores it "
+	  "unchecked (6.12 refuses it too)", "6.1" },
+	{ NULL, NULL, false, NULL, NULL },
 };
 
 static const char *errname(int e)
@@ -498,8 +510,11 @@ static int run_sim(enum vsim_type type, struct answers *out, char *why,
 
 	vsim_opts_init(&o, type);
 	o.vq_size = 256;
-	o.no_resume = true;	/* 6.1 has no RESUME */
-	o.no_state = true;	/* nor the proposed device-state extension */
+	/* RESUME (6.12 only), no device-state extension, blk config size */
+	if (vsim_opts_kernel(&o, kernel) < 0) {
+		snprintf(why, wlen, "no personality for kernel %s", kernel);
+		return -EINVAL;
+	}
 	if (type == VSIM_TYPE_BLK)
 		o.capacity = 0x40000;	/* VDPASIM_BLK_CAPACITY */
 	snprintf(why, wlen, "no simulator");
@@ -580,6 +595,8 @@ static const struct known_diff *find_known(const char *l, bool *ret_listed)
 
 	*ret_listed = false;
 	for (d = known_diffs; d->step; d++) {
+		if (d->kernel && strcmp(d->kernel, kernel))
+			continue;
 		n = strlen(d->step);
 		if (strchr(d->step, '.') ?
 		    n == k && !strncmp(d->step, l, k) :
@@ -654,15 +671,60 @@ static const char *uts_release(void)
 	return uname(&u) ? "?" : u.release;
 }
 
+/* The simulator with a kernel's personality against that kernel's answers. */
+static void compare_kernel(const char *k, const char *expected)
+{
+	static struct answers got, want;
+	char msg[160];
+	int fds, r;
+
+	kernel = k;
+	memset(&got, 0, sizeof(got));
+	memset(&want, 0, sizeof(want));
+	r = load(expected, &want);
+	if (!tap_ok(r >= 0, "kernel %s: its recorded answers (%s)", k,
+		    expected))
+		return;
+	fds = tap_count_fds();
+	r = run_sim(VSIM_TYPE_NET, &got, msg, sizeof(msg));
+	tap_ok(r >= 0, "kernel %s: script ran on a vdpa-sim net device (%s)",
+	       k, msg);
+	r = run_sim(VSIM_TYPE_BLK, &got, msg, sizeof(msg));
+	tap_ok(r >= 0, "kernel %s: script ran on a vdpa-sim blk device (%s)",
+	       k, msg);
+	tap_is(tap_count_fds(), fds, "kernel %s: no fd leaked by the script",
+	       k);
+	compare(&got, &want, k);
+}
+
 int main(void)
 {
 	const char *dev = getenv("VDPA_DIFF_DEV");
 	const char *blk = getenv("VDPA_DIFF_BLK_DEV");
 	const char *record = getenv("VDPA_DIFF_RECORD");
 	const char *expected = getenv("VDPA_DIFF_EXPECTED");
+	const char *k = getenv("VDPA_DIFF_KERNEL");
 	static struct answers got, want;
 	char msg[160];
 	int fds, r;
+
+	/* no kernel named: each personality against its own kernel */
+	if (!dev && !blk && !record && !expected && !k) {
+		setvbuf(stdout, NULL, _IOLBF, 0);
+		tap_need_fd_count();
+		compare_kernel("6.1", "tests/differential.expected");
+		compare_kernel("6.12", "tests/differential-6.12.expected");
+		return tap_done();
+	}
+	if (k && *k)
+		kernel = k;
+	if (!expected && strcmp(kernel, "6.1")) {
+		static char path[64];
+
+		snprintf(path, sizeof(path), "tests/differential-%s.expected",
+			 kernel);
+		expected = path;
+	}
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (dev && !*dev)

@@ -1,6 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Build (or reuse) a small Linux 6.1 bzImage with vhost-vdpa + vdpa_sim built
+# Build (or reuse) a small Linux bzImage (KERNEL: 6.1, the default, or 6.12,
+# Debian's linux-source-$KERNEL) with vhost-vdpa + vdpa_sim built
 # in, for the real-kernel rig. Prints the bzImage path as the last line of
 # stdout; everything else goes to stderr.
 #
@@ -11,6 +12,7 @@
 # first one's image.
 #
 # Environment:
+#   KERNEL             6.1 (default) or 6.12
 #   VDPA_KERNEL_CACHE  cache directory (default /var/cache/vdpa-user/kernel)
 #   VDPA_KERNEL_JOBS   make -j (default: nproc)
 #   VDPA_KERNEL_NICE   nice increment for the build (default 10)
@@ -24,7 +26,18 @@ frag=${VDPA_KERNEL_CONFIG:-$here/kernel.config}
 cache=${VDPA_KERNEL_CACHE:-/var/cache/vdpa-user/kernel}
 jobs=${VDPA_KERNEL_JOBS:-$(nproc)}
 nice_inc=${VDPA_KERNEL_NICE:-10}
-pkg=linux-source-6.1
+kernel=${KERNEL:-6.1}
+case $kernel in 6.1|6.12) ;; *) echo "build-kernel: KERNEL=$kernel: 6.1 or 6.12" >&2; exit 1 ;; esac
+pkg=linux-source-$kernel
+if [ "$kernel" = 6.12 ] && [ -z "${VDPA_KERNEL_CONFIG:-}" ]; then
+	# VDUSE needs ARCH_HAS_DMA_OPS since 6.3, which x86 selects only
+	# with GART or Xen: nothing here uses it, leave it out
+	mkdir -p "${TMPDIR:-/tmp}"
+	frag612=$(mktemp "${TMPDIR:-/tmp}/kernel-6.12.XXXXXX.config")
+	grep -v '^CONFIG_VDPA_USER=' "$frag" >"$frag612"
+	frag=$frag612
+	trap 'rm -f "$frag612"' EXIT
+fi
 tarball=/usr/src/$pkg.tar.xz
 
 log() { echo "build-kernel: $*" >&2; }

@@ -10,7 +10,10 @@
 #
 # Environment: BUILD (default build), VDPA_RIG_* (see run-guest.sh and
 # mkinitramfs.sh), VDPA_KERNEL_* (see build-kernel.sh),
-# VDPA_RIG_UPDATE_EXPECTED=1 to rewrite tests/differential.expected from
+# KERNEL=6.1 (default) or 6.12: which Linux the guest runs; each has its
+# own expected differential answers (tests/differential.expected for 6.1,
+# tests/differential-$KERNEL.expected otherwise).
+# VDPA_RIG_UPDATE_EXPECTED=1 to rewrite the expected answers from
 # this run's kernel answers.
 # Exit: 0 all passed, 1 a failure, 77 the rig cannot run here (says why).
 set -u
@@ -74,10 +77,14 @@ fi
 
 # Differential: the kernel's answers vs the simulator's, on the host.
 diffbin=$build/tests/differential
-expected=$top/tests/differential.expected
+case ${KERNEL:-6.1} in
+6.1) expected=$top/tests/differential.expected ;;
+*) expected=$top/tests/differential-$KERNEL.expected ;;
+esac
 if [ -s "$rig/differential.kernel" ] && [ -x "$diffbin" ]; then
 	echo "# ==== differential: simulator (host) vs kernel (guest) ===="
-	if ! VDPA_DIFF_EXPECTED=$rig/differential.kernel "$diffbin"; then
+	if ! VDPA_DIFF_EXPECTED=$rig/differential.kernel \
+	     VDPA_DIFF_KERNEL=${KERNEL:-6.1} "$diffbin"; then
 		status=1
 	fi
 	if ! cmp -s "$rig/differential.kernel" "$expected"; then
