@@ -317,13 +317,35 @@ out:
 }
 
 /*
+ * Two simulators alike, a 2-pair net driver on the first, its MAC changed
+ * through the control queue. 0 or the first error.
+ */
+static int pair_with_new_mac(struct side *a, struct side *b, bool no_state,
+			     bool no_resume, struct vdpa_mem **mem,
+			     struct vdpa_net **net)
+{
+	struct vdpa_net_opts no = { .queue_pairs = 2 };
+	int r;
+
+	r = side_start(a, no_state, no_resume);
+	if (!r)
+		r = side_start(b, no_state, no_resume);
+	if (!r)
+		r = vdpa_mem_create(8u << 20, 1u << 30, mem);
+	if (!r)
+		r = vdpa_net_open(a->dev, *mem, &no, net);
+	if (!r)
+		r = vdpa_net_set_mac(*net, new_mac);
+	return r;
+}
+
+/*
  * Devices that can neither carry the class state in their own state nor
  * replay it (no RESUME to hand the control queue back) are refused before
  * the source stops.
  */
 static void test_cannot_replay(void)
 {
-	struct vdpa_net_opts no = { .queue_pairs = 2 };
 	struct vdpa_mig_opts mo = { .via = VDPA_MIG_VIA_PIPE };
 	struct vdpa_mig_result res;
 	struct vdpa_mem *mem = NULL;
@@ -333,15 +355,7 @@ static void test_cannot_replay(void)
 	uint8_t st = 0;
 	int r;
 
-	r = side_start(&a, true, true);
-	if (!r)
-		r = side_start(&b, true, true);
-	if (!r)
-		r = vdpa_mem_create(8u << 20, 1u << 30, &mem);
-	if (!r)
-		r = vdpa_net_open(a.dev, mem, &no, &net);
-	if (!r)
-		r = vdpa_net_set_mac(net, new_mac);
+	r = pair_with_new_mac(&a, &b, true, true, &mem, &net);
 	if (!tap_is_ok(r, 0, "no replay: source with a changed MAC"))
 		goto out;
 	r = vdpa_migrate(a.dev, b.dev, &mo, &res, err, sizeof(err));
@@ -436,7 +450,6 @@ out:
  */
 static void test_state_without_resume(void)
 {
-	struct vdpa_net_opts no = { .queue_pairs = 2 };
 	struct vdpa_mig_opts mo = { .via = VDPA_MIG_VIA_PIPE };
 	struct vdpa_mig_result res;
 	struct vdpa_mem *mem = NULL;
@@ -445,15 +458,7 @@ static void test_state_without_resume(void)
 	char err[256] = "";
 	int r;
 
-	r = side_start(&a, false, true);
-	if (!r)
-		r = side_start(&b, false, true);
-	if (!r)
-		r = vdpa_mem_create(8u << 20, 1u << 30, &mem);
-	if (!r)
-		r = vdpa_net_open(a.dev, mem, &no, &net);
-	if (!r)
-		r = vdpa_net_set_mac(net, new_mac);
+	r = pair_with_new_mac(&a, &b, false, true, &mem, &net);
 	if (!tap_is_ok(r, 0, "extension, no RESUME: source with a new MAC"))
 		goto out;
 	r = vdpa_migrate(a.dev, b.dev, &mo, &res, err, sizeof(err));
