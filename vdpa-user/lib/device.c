@@ -16,14 +16,6 @@
 #include "device.h"
 #include "log.h"
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* What a reset makes the library forget: the driver's rings and features. */
 static void shadow_forget(struct vdpa_dev_shadow *s)
 {
@@ -186,12 +178,12 @@ int vdpa_dev_call(struct vdpa_dev *dev, unsigned long request, void *arg)
 	if (arg)
 		snapshot_provisioned(dev, request, arg);
 	if (log || trace)
-		t0 = now_ns();
+		t0 = vdpa_now_ns();
 	r = dev->ops->call(dev, request, arg);
 	if (r >= 0)
 		shadow_update(dev, request, arg);
 	if (log || trace)
-		ns = now_ns() - t0;
+		ns = vdpa_now_ns() - t0;
 	if (log)
 		vdpa_log(LOG_DEBUG, "%s: %s -> %d (%llu ns)", dev->name,
 			 vsim_request_name((uint32_t)request), r,
@@ -678,6 +670,20 @@ int vdpa_dev_set_vring_kick(struct vdpa_dev *dev, uint32_t idx, int fd)
 int vdpa_dev_set_vring_call(struct vdpa_dev *dev, uint32_t idx, int fd)
 {
 	return vring_fd_req(dev, VHOST_SET_VRING_CALL, idx, fd);
+}
+
+int dev_place_ring(struct vdpa_dev *dev, uint32_t num,
+		   const struct vhost_vring_addr *a)
+{
+	const struct vdpa_vq_shadow *v = a->index < VDPA_MAX_VQS ?
+					 &dev->shadow.vq[a->index] : NULL;
+	int err = 0;
+
+	if (!v || !v->num_set || v->num != num)
+		err = vring_num_req(dev, VHOST_SET_VRING_NUM, a->index, num);
+	if (!err && (!v || !v->addr_set || memcmp(&v->addr, a, sizeof(*a))))
+		err = vdpa_dev_call(dev, VHOST_SET_VRING_ADDR, (void *)a);
+	return err;
 }
 
 int vdpa_dev_get_vring(struct vdpa_dev *dev, uint32_t idx,

@@ -90,6 +90,14 @@ struct vdpa_dev {
 };
 
 /*
+ * SET_VRING_NUM and SET_VRING_ADDR, each only when the device does not
+ * have exactly this since its last reset (set ahead while a migration's
+ * source still ran, or by an earlier attach).
+ */
+int dev_place_ring(struct vdpa_dev *dev, uint32_t num,
+		   const struct vhost_vring_addr *a);
+
+/*
  * The provisioned config space (bytes [0, len)); taken now if the driver
  * has not started the device yet. Errors of GET_CONFIG.
  */

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 #include <vdpa-user/vdpa-user.h>
 
@@ -20,6 +21,25 @@ void vdpa_set_log(vdpa_log_fn fn, void *opaque, int max_level)
 bool vdpa_log_enabled(int level)
 {
 	return log_fn && level <= log_max;
+}
+
+void vdpa_say(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!errbuf || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errbuf, errlen, fmt, ap);
+	va_end(ap);
+}
+
+uint64_t vdpa_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 void vdpa_log(int level, const char *fmt, ...)

@@ -42,35 +42,15 @@ const char *vdpa_mig_step_name(enum vdpa_mig_step step)
 	return (unsigned int)step < VDPA_MIG_NSTEPS ? step_names[step] : "?";
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void begin(struct vdpa_mig_times *t, enum vdpa_mig_step s)
 {
-	t->begin_ns[s] = now_ns();
+	t->begin_ns[s] = vdpa_now_ns();
 	t->end_ns[s] = 0;
 }
 
 static void end(struct vdpa_mig_times *t, enum vdpa_mig_step s)
 {
-	t->end_ns[s] = now_ns();
-}
-
-__attribute__((format(printf, 3, 4)))
-static void say(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
+	t->end_ns[s] = vdpa_now_ns();
 }
 
 /* Append "; more" to err. */
@@ -197,7 +177,7 @@ static int rollback_possible(struct vdpa_mig_src *m, char *err, size_t errlen)
 		return 0;
 	if (netcls_is_default(&cur, m->s.desc->cfg.mac))
 		return 0;
-	say(err, errlen, "%s has neither RESUME nor the device-state "
+	vdpa_say(err, errlen, "%s has neither RESUME nor the device-state "
 	    "extension: a rollback could not restore the guest's net class "
 	    "state (MAC, queue pairs, RX mode); refusing before anything "
 	    "stops", vdpa_dev_name(m->s.dev));
@@ -217,26 +197,26 @@ int vdpa_mig_src_precheck(struct vdpa_mig_src *m, const void *dst_desc,
 		return -EINVAL;
 	begin(&m->s.t, VDPA_MIG_PRECHECK);
 	if (m->phase != SRC_RUNNING) {
-		say(err, errlen, "%s: this migration already switched over",
+		vdpa_say(err, errlen, "%s: this migration already switched over",
 		    vdpa_dev_name(m->s.dev));
 		return -EALREADY;
 	}
 	if (!(vdpa_dev_backend_features(m->s.dev) &
 	      (1ULL << VHOST_BACKEND_F_SUSPEND))) {
-		say(err, errlen, "%s cannot SUSPEND: without it vring bases "
+		vdpa_say(err, errlen, "%s cannot SUSPEND: without it vring bases "
 		    "cannot be trusted; refusing before anything stops",
 		    vdpa_dev_name(m->s.dev));
 		return -EOPNOTSUPP;
 	}
 	r = vdpa_dev_get_status(m->s.dev, &st);
 	if (r < 0) {
-		say(err, errlen, "%s: reading its status: %s",
+		vdpa_say(err, errlen, "%s: reading its status: %s",
 		    vdpa_dev_name(m->s.dev), strerror(-r));
 		return r;
 	}
 	if (!(st & VIRTIO_CONFIG_S_DRIVER_OK) ||
 	    (st & (VIRTIO_CONFIG_S_NEEDS_RESET | VIRTIO_CONFIG_S_FAILED))) {
-		say(err, errlen, "%s is not running (status 0x%02x): nothing "
+		vdpa_say(err, errlen, "%s is not running (status 0x%02x): nothing "
 		    "to migrate", vdpa_dev_name(m->s.dev), st);
 		return -EINVAL;
 	}
@@ -244,7 +224,7 @@ int vdpa_mig_src_precheck(struct vdpa_mig_src *m, const void *dst_desc,
 		n += m->s.dev->shadow.vq[i].num_set &&
 		     m->s.dev->shadow.vq[i].addr_set;
 	if (!n) {
-		say(err, errlen, "%s: no queue was set up through this handle",
+		vdpa_say(err, errlen, "%s: no queue was set up through this handle",
 		    vdpa_dev_name(m->s.dev));
 		return -EINVAL;
 	}
@@ -252,7 +232,7 @@ int vdpa_mig_src_precheck(struct vdpa_mig_src *m, const void *dst_desc,
 	if (bad && !m->has_net_override &&
 	    !(vdpa_dev_backend_features(m->s.dev) &
 	      (1ULL << VHOST_BACKEND_F_DEVICE_STATE))) {
-		say(err, errlen, "the driver sent a %s, which the library "
+		vdpa_say(err, errlen, "the driver sent a %s, which the library "
 		    "cannot carry without the device-state extension", bad);
 		return -EOPNOTSUPP;
 	}
@@ -345,7 +325,7 @@ int vdpa_mig_src_switchover(struct vdpa_mig_src *m, char *err, size_t errlen)
 	if (!m)
 		return -EINVAL;
 	if (m->phase != SRC_RUNNING) {
-		say(err, errlen, "%s: already switched over",
+		vdpa_say(err, errlen, "%s: already switched over",
 		    vdpa_dev_name(m->s.dev));
 		return -EALREADY;
 	}
@@ -360,7 +340,7 @@ int vdpa_mig_src_switchover(struct vdpa_mig_src *m, char *err, size_t errlen)
 	r = vdpa_dev_suspend(m->s.dev);
 	end(&m->s.t, VDPA_MIG_SUSPEND);
 	if (r < 0) {
-		say(err, errlen, "suspending %s: %s", vdpa_dev_name(m->s.dev),
+		vdpa_say(err, errlen, "suspending %s: %s", vdpa_dev_name(m->s.dev),
 		    strerror(-r));
 		return r;
 	}
@@ -368,7 +348,7 @@ int vdpa_mig_src_switchover(struct vdpa_mig_src *m, char *err, size_t errlen)
 	begin(&m->s.t, VDPA_MIG_SAVE);
 	r = state_save(m->s.dev, m->s.desc, !m->direct, m->s.cap, &s);
 	if (r < 0) {
-		say(err, errlen, "saving %s: %s", vdpa_dev_name(m->s.dev),
+		vdpa_say(err, errlen, "saving %s: %s", vdpa_dev_name(m->s.dev),
 		    r == -ENOTCONN ? "the source device went away" :
 		    strerror(-r));
 		goto err_rollback;
@@ -381,12 +361,12 @@ int vdpa_mig_src_switchover(struct vdpa_mig_src *m, char *err, size_t errlen)
 	r = state_encode_split(s, &m->head, &m->head_len, m->crc);
 	m->len = m->head_len + (s->has_device ? s->device_len : 0) + 4;
 	if (r < 0) {
-		say(err, errlen, "encoding the state: %s", strerror(-r));
+		vdpa_say(err, errlen, "encoding the state: %s", strerror(-r));
 		goto err_rollback;
 	}
 	if (m->len > m->s.cap) {
 		r = -EFBIG;
-		say(err, errlen, "the state is %zu bytes, above the %zu-byte "
+		vdpa_say(err, errlen, "the state is %zu bytes, above the %zu-byte "
 		    "cap", m->len, m->s.cap);
 		goto err_rollback;
 	}
@@ -396,7 +376,7 @@ int vdpa_mig_src_switchover(struct vdpa_mig_src *m, char *err, size_t errlen)
 	 */
 	r = src_kicks(m, false);
 	if (r < 0) {
-		say(err, errlen, "unbinding the kicks of %s: %s",
+		vdpa_say(err, errlen, "unbinding the kicks of %s: %s",
 		    vdpa_dev_name(m->s.dev), strerror(-r));
 		goto err_rollback;
 	}
@@ -479,7 +459,7 @@ int vdpa_mig_src_set_state_fd(struct vdpa_mig_src *m, int fd, int *ret_fd,
 	    m->phase != SRC_SUSPENDED) {
 		if (fd >= 0)
 			close(fd);
-		say(err, errlen, "no saved state to send");
+		vdpa_say(err, errlen, "no saved state to send");
 		return -EINVAL;
 	}
 	begin(&m->s.t, VDPA_MIG_TRANSFER);
@@ -487,7 +467,7 @@ int vdpa_mig_src_set_state_fd(struct vdpa_mig_src *m, int fd, int *ret_fd,
 				VDPA_TRANSFER_PHASE_STOPPED, fd, v,
 				blob_segs(m, v), &o, &m->s.xfer, ret_fd);
 	if (r < 0)
-		say(err, errlen, "transfer fd: %s", strerror(-r));
+		vdpa_say(err, errlen, "transfer fd: %s", strerror(-r));
 	return r;
 }
 
@@ -496,12 +476,12 @@ int vdpa_mig_src_check_state(struct vdpa_mig_src *m, char *err, size_t errlen)
 	int r;
 
 	if (!m || !m->s.xfer) {
-		say(err, errlen, "no state transfer under way");
+		vdpa_say(err, errlen, "no state transfer under way");
 		return -EINVAL;
 	}
 	r = vdpa_transfer_check(m->s.xfer);
 	if (r < 0)
-		say(err, errlen, "sending the state: %s",
+		vdpa_say(err, errlen, "sending the state: %s",
 		    vdpa_transfer_error(m->s.xfer)[0] ?
 		    vdpa_transfer_error(m->s.xfer) : strerror(-r));
 	vdpa_transfer_free(m->s.xfer);
@@ -534,17 +514,6 @@ static int src_reload(struct vdpa_mig_src *m, char *err, size_t errlen)
 	return vdpa_state_load_device(m->s.dev, m->saved, &h, err, errlen);
 }
 
-static void kick_fds(const int *fds)
-{
-	uint64_t one = 1;
-	int i;
-
-	for (i = 0; i < VDPA_STATE_MAX_QUEUES; i++)
-		if (fds[i] >= 0 && write(fds[i], &one, sizeof(one)) < 0) {
-			/* a full counter wakes the device as well */
-		}
-}
-
 int vdpa_mig_src_rollback(struct vdpa_mig_src *m, char *err, size_t errlen)
 {
 	int r;
@@ -552,7 +521,7 @@ int vdpa_mig_src_rollback(struct vdpa_mig_src *m, char *err, size_t errlen)
 	if (!m)
 		return -EINVAL;
 	if (m->phase != SRC_SUSPENDED) {
-		say(err, errlen, "%s was not suspended by this migration",
+		vdpa_say(err, errlen, "%s was not suspended by this migration",
 		    vdpa_dev_name(m->s.dev));
 		return -EINVAL;
 	}
@@ -563,7 +532,7 @@ int vdpa_mig_src_rollback(struct vdpa_mig_src *m, char *err, size_t errlen)
 	}
 	r = src_kicks(m, true);
 	if (r < 0) {
-		say(err, errlen, "binding the kicks of %s again: %s",
+		vdpa_say(err, errlen, "binding the kicks of %s again: %s",
 		    vdpa_dev_name(m->s.dev), strerror(-r));
 		end(&m->s.t, VDPA_MIG_ROLLBACK);
 		return r;
@@ -573,16 +542,17 @@ int vdpa_mig_src_rollback(struct vdpa_mig_src *m, char *err, size_t errlen)
 		/* no RESUME (Linux 6.1): reset and reload our own state */
 		r = src_reload(m, err, errlen);
 	} else if (r == -EOPNOTSUPP) {
-		say(err, errlen, "%s has no RESUME and nothing was saved to "
+		vdpa_say(err, errlen, "%s has no RESUME and nothing was saved to "
 		    "reload: left suspended", vdpa_dev_name(m->s.dev));
 	} else if (r < 0) {
-		say(err, errlen, "resuming %s: %s", vdpa_dev_name(m->s.dev),
+		vdpa_say(err, errlen, "resuming %s: %s", vdpa_dev_name(m->s.dev),
 		    strerror(-r));
 	}
 	if (!r) {
 		m->phase = SRC_DONE;
 		/* what the driver published while it was suspended */
-		kick_fds(m->s.kick);
+		if (m->saved)
+			state_kick_fds(m->saved, m->s.kick);
 	}
 	end(&m->s.t, VDPA_MIG_ROLLBACK);
 	return r;
@@ -600,7 +570,7 @@ int vdpa_mig_src_finish(struct vdpa_mig_src *m, const void *verdict,
 		return -EINVAL;
 	if (!p || len < VERDICT_HDR || len > VERDICT_HDR + VERDICT_MAX) {
 		result = -EPROTO;
-		say(err, errlen, "no verdict from the destination");
+		vdpa_say(err, errlen, "no verdict from the destination");
 	} else {
 		memcpy(&magic, p, 4);
 		memcpy(&v, p + 4, 4);
@@ -608,7 +578,7 @@ int vdpa_mig_src_finish(struct vdpa_mig_src *m, const void *verdict,
 		if (le32toh(magic) != VERDICT_MAGIC || result > 0 ||
 		    result < -4095) {
 			result = -EPROTO;
-			say(err, errlen, "the destination's verdict is "
+			vdpa_say(err, errlen, "the destination's verdict is "
 			    "malformed");
 		} else if (result < 0) {
 			int n = (int)(len - VERDICT_HDR), k;
@@ -620,14 +590,14 @@ int vdpa_mig_src_finish(struct vdpa_mig_src *m, const void *verdict,
 					 p[VERDICT_HDR + k] < 0x7f ?
 					 (char)p[VERDICT_HDR + k] : '?';
 			why[n] = 0;
-			say(err, errlen, "destination failed: %s",
+			vdpa_say(err, errlen, "destination failed: %s",
 			    n ? why : strerror(-result));
 		}
 	}
 	if (result == 0) {
 		r = vdpa_mig_src_commit(m);
 		if (r < 0)
-			say(err, errlen, "migrated, but resetting %s failed: %s",
+			vdpa_say(err, errlen, "migrated, but resetting %s failed: %s",
 			    vdpa_dev_name(m->s.dev), strerror(-r));
 		return r;
 	}
@@ -724,14 +694,14 @@ static int plan_check(struct vdpa_mig_dst *m, const struct vdpa_state *p,
 		      char *err, size_t errlen)
 {
 	if (!p->has_features) {
-		say(err, errlen, "the plan holds no negotiated features");
+		vdpa_say(err, errlen, "the plan holds no negotiated features");
 		return -EINVAL;
 	}
 	const struct vdpa_caps *caps = NULL;
 	int r = dev_caps(m->s.dev, &caps);
 
 	if (r < 0) {
-		say(err, errlen, "%s: %s", vdpa_dev_name(m->s.dev), strerror(-r));
+		vdpa_say(err, errlen, "%s: %s", vdpa_dev_name(m->s.dev), strerror(-r));
 		return r;
 	}
 	/*
@@ -753,7 +723,7 @@ int vdpa_mig_dst_prepare(struct vdpa_mig_dst *m, const void *plan, size_t len,
 	int r;
 
 	if (!m || !plan) {
-		say(err, errlen, "no plan to prepare from");
+		vdpa_say(err, errlen, "no plan to prepare from");
 		return -EINVAL;
 	}
 	begin(&m->s.t, VDPA_MIG_PREPARE);
@@ -768,7 +738,7 @@ int vdpa_mig_dst_prepare(struct vdpa_mig_dst *m, const void *plan, size_t len,
 	r = vdpa_state_prepare_device(m->s.dev, p->backend_features,
 				      p->features);
 	if (r < 0) {
-		say(err, errlen, "negotiating the source's features on %s: %s",
+		vdpa_say(err, errlen, "negotiating the source's features on %s: %s",
 		    vdpa_dev_name(m->s.dev), strerror(-r));
 		goto out;
 	}
@@ -778,14 +748,15 @@ int vdpa_mig_dst_prepare(struct vdpa_mig_dst *m, const void *plan, size_t len,
 	 */
 	for (i = 0; i < p->nqueues && !r; i++) {
 		const struct vdpa_state_queue *q = &p->q[i];
+		struct vhost_vring_addr a = {
+			.index = q->index, .desc_user_addr = q->desc,
+			.avail_user_addr = q->avail, .used_user_addr = q->used,
+		};
 
-		r = vdpa_dev_set_vring_num(m->s.dev, q->index, q->size);
-		if (!r)
-			r = vdpa_dev_set_vring_addr(m->s.dev, q->index, q->desc,
-						    q->avail, q->used);
+		r = dev_place_ring(m->s.dev, q->size, &a);
 	}
 	if (r < 0) {
-		say(err, errlen, "placing the rings on %s: %s",
+		vdpa_say(err, errlen, "placing the rings on %s: %s",
 		    vdpa_dev_name(m->s.dev), strerror(-r));
 		vdpa_dev_reset(m->s.dev);
 	}
@@ -817,7 +788,7 @@ int vdpa_mig_dst_set_state_fd(struct vdpa_mig_dst *m, int fd, int *ret_fd,
 	if (!m || !ret_fd || m->s.xfer || m->state) {
 		if (fd >= 0)
 			close(fd);
-		say(err, errlen, "a state was already received");
+		vdpa_say(err, errlen, "a state was already received");
 		return -EINVAL;
 	}
 	o.cap = m->s.cap;
@@ -827,7 +798,7 @@ int vdpa_mig_dst_set_state_fd(struct vdpa_mig_dst *m, int fd, int *ret_fd,
 				 VDPA_TRANSFER_PHASE_STOPPED, fd, NULL, 0, &o,
 				 &m->s.xfer, ret_fd);
 	if (r < 0)
-		say(err, errlen, "transfer fd: %s", strerror(-r));
+		vdpa_say(err, errlen, "transfer fd: %s", strerror(-r));
 	return r;
 }
 
@@ -837,14 +808,14 @@ int vdpa_mig_dst_check_state(struct vdpa_mig_dst *m, char *err, size_t errlen)
 	int r;
 
 	if (!m || !m->s.xfer) {
-		say(err, errlen, "no state transfer under way");
+		vdpa_say(err, errlen, "no state transfer under way");
 		return -EINVAL;
 	}
 	r = vdpa_transfer_check(m->s.xfer);
 	if (r < 0) {
 		const char *why = vdpa_transfer_error(m->s.xfer);
 
-		say(err, errlen, "%s", why[0] ? why : strerror(-r));
+		vdpa_say(err, errlen, "%s", why[0] ? why : strerror(-r));
 		goto out;
 	}
 	end(&m->s.t, VDPA_MIG_TRANSFER);
@@ -875,7 +846,7 @@ int vdpa_mig_dst_start(struct vdpa_mig_dst *m, char *err, size_t errlen)
 	int r;
 
 	if (!m || !m->state || m->started) {
-		say(err, errlen, "no checked state to start from");
+		vdpa_say(err, errlen, "no checked state to start from");
 		return -EINVAL;
 	}
 	h.restore_class = m->o.restore_class;
@@ -985,7 +956,7 @@ static int move_state(struct vdpa_mig_src *s, struct vdpa_mig_dst *d,
 
 		if (wfd < 0) {
 			r = -errno;
-			say(err, errlen, "temporary file: %s", strerror(-r));
+			vdpa_say(err, errlen, "temporary file: %s", strerror(-r));
 			return r;
 		}
 		rfd = open(path, O_RDONLY | O_CLOEXEC);
@@ -993,7 +964,7 @@ static int move_state(struct vdpa_mig_src *s, struct vdpa_mig_dst *d,
 		if (rfd < 0) {
 			r = -errno;
 			close(wfd);
-			say(err, errlen, "temporary file: %s", strerror(-r));
+			vdpa_say(err, errlen, "temporary file: %s", strerror(-r));
 			return r;
 		}
 		r = vdpa_mig_src_set_state_fd(s, wfd, &ignore, err, errlen);
@@ -1010,7 +981,7 @@ static int move_state(struct vdpa_mig_src *s, struct vdpa_mig_dst *d,
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds);
 	if (r < 0) {
 		r = -errno;
-		say(err, errlen, "channel: %s", strerror(-r));
+		vdpa_say(err, errlen, "channel: %s", strerror(-r));
 		return r;
 	}
 	/* the destination reads while the source writes: two threads */
@@ -1046,11 +1017,11 @@ int vdpa_migrate(struct vdpa_dev *src, struct vdpa_dev *dst,
 	if (res)
 		memset(res, 0, sizeof(*res));
 	if (!src || !dst) {
-		say(err, errlen, "a migration needs a source and a destination");
+		vdpa_say(err, errlen, "a migration needs a source and a destination");
 		return -EINVAL;
 	}
 	if (src == dst) {
-		say(err, errlen, "source and destination are the same device");
+		vdpa_say(err, errlen, "source and destination are the same device");
 		return -EINVAL;
 	}
 	memset(&rr, 0, sizeof(rr));
@@ -1065,7 +1036,7 @@ int vdpa_migrate(struct vdpa_dev *src, struct vdpa_dev *dst,
 	if (!r)
 		r = vdpa_mig_dst_new(dst, &dopt, &d);
 	if (r < 0) {
-		say(err, errlen, "describing the devices: %s", strerror(-r));
+		vdpa_say(err, errlen, "describing the devices: %s", strerror(-r));
 		goto out;
 	}
 	if (o && o->via == VDPA_MIG_VIA_DIRECT && can_direct(src, dst)) {
@@ -1075,7 +1046,7 @@ int vdpa_migrate(struct vdpa_dev *src, struct vdpa_dev *dst,
 	}
 	r = vdpa_mig_dst_describe(d, &buf, &len);
 	if (r < 0)
-		say(err, errlen, "describing %s: %s", vdpa_dev_name(dst),
+		vdpa_say(err, errlen, "describing %s: %s", vdpa_dev_name(dst),
 		    strerror(-r));
 	else
 		r = vdpa_mig_src_precheck(s, buf, len, err, errlen);
@@ -1085,7 +1056,7 @@ int vdpa_migrate(struct vdpa_dev *src, struct vdpa_dev *dst,
 		goto out;
 	r = vdpa_mig_src_plan(s, &buf, &len);
 	if (r < 0)
-		say(err, errlen, "the plan of %s: %s", vdpa_dev_name(src),
+		vdpa_say(err, errlen, "the plan of %s: %s", vdpa_dev_name(src),
 		    strerror(-r));
 	else
 		r = vdpa_mig_dst_prepare(d, buf, len, err, errlen);
@@ -1093,7 +1064,7 @@ int vdpa_migrate(struct vdpa_dev *src, struct vdpa_dev *dst,
 	if (!r) {
 		r = map_like(src, dst);
 		if (r < 0)
-			say(err, errlen, "mapping the driver memory into %s: %s",
+			vdpa_say(err, errlen, "mapping the driver memory into %s: %s",
 			    vdpa_dev_name(dst), strerror(-r));
 	}
 	if (r < 0)

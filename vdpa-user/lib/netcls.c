@@ -23,6 +23,7 @@
 #include "device.h"
 #include "log.h"
 #include "netcls.h"
+#include "state-int.h"
 
 #define REPLAY_MEM_SIZE		(64u * 1024)
 #define REPLAY_TIMEOUT_MS	2000
@@ -276,15 +277,6 @@ int netcls_replay_needed(struct vdpa_dev *dev, const struct vdpa_state *s)
 	return !netcls_is_default(&s->net, mac);
 }
 
-/* The control queue's index for s, or UINT32_MAX. */
-static uint32_t cvq_of(const struct vdpa_state *s)
-{
-	if (!(s->features & (1ULL << VIRTIO_NET_F_CTRL_VQ)))
-		return UINT32_MAX;
-	return s->features & (1ULL << VIRTIO_NET_F_MQ) ? 2u * s->cfg.max_vqp :
-							   2u;
-}
-
 int netcls_replay_check(struct vdpa_dev *dev, const struct vdpa_state *s,
 			char *err, size_t errlen)
 {
@@ -294,7 +286,7 @@ int netcls_replay_check(struct vdpa_dev *dev, const struct vdpa_state *s,
 
 	if (!netcls_replay_needed(dev, s))
 		return 0;
-	if (cvq_of(s) == UINT32_MAX) {
+	if (state_cvq_index(s) == UINT32_MAX) {
 		snprintf(err, errlen, "net class state without a control queue "
 			 "to restore it through");
 		return -EPROTO;
@@ -392,7 +384,7 @@ int netcls_replay(struct vdpa_dev *dev, const struct vdpa_state *s,
 		  int kick_fd, int call_fd, char *err, size_t errlen)
 {
 	const struct vdpa_state_queue *q = NULL;
-	uint32_t idx = cvq_of(s), i;
+	uint32_t idx = state_cvq_index(s), i;
 	struct vdpa_mem *mem = NULL;
 	struct vdpa_vq *vq = NULL;
 	struct cmd c[10];

@@ -256,20 +256,7 @@ err_free:
 	return err;
 }
 
-__attribute__((format(printf, 3, 4)))
-static void say(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!errbuf || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, errlen, fmt, ap);
-	va_end(ap);
-}
-
-/* The control queue of a net device, or UINT32_MAX. */
-static uint32_t cvq_index(const struct vdpa_state *s)
+uint32_t state_cvq_index(const struct vdpa_state *s)
 {
 	if (s->cfg.device_id != VIRTIO_ID_NET ||
 	    !(s->features & (1ULL << VIRTIO_NET_F_CTRL_VQ)))
@@ -296,19 +283,16 @@ static int default_rings(struct vdpa_dev *dev, const struct vdpa_state *s,
 
 	for (i = 0; i < s->nqueues && !err; i++) {
 		const struct vdpa_state_queue *q = &s->q[i];
-		const struct vdpa_vq_shadow *v = &dev->shadow.vq[q->index];
 		int kick = fd_of(h ? h->kick_fds : NULL, q->index);
 		int call = fd_of(h ? h->call_fds : NULL, q->index);
+		struct vhost_vring_addr a = {
+			.index = q->index, .desc_user_addr = q->desc,
+			.avail_user_addr = q->avail, .used_user_addr = q->used,
+		};
 
 		if (q->index == skip)
 			continue;
-		if (!v->num_set || v->num != q->size)
-			err = vdpa_dev_set_vring_num(dev, q->index, q->size);
-		if (!err && (!v->addr_set || v->addr.desc_user_addr != q->desc ||
-			     v->addr.avail_user_addr != q->avail ||
-			     v->addr.used_user_addr != q->used))
-			err = vdpa_dev_set_vring_addr(dev, q->index, q->desc,
-						      q->avail, q->used);
+		err = dev_place_ring(dev, q->size, &a);
 		if (!err)
 			err = vdpa_dev_set_vring_base(dev, q->index, q->base);
 		if (!err && kick >= 0)
@@ -319,8 +303,7 @@ static int default_rings(struct vdpa_dev *dev, const struct vdpa_state *s,
 	return err;
 }
 
-/* Tell the device about chains published while it was being moved. */
-static void kick_all(const struct vdpa_state *s, const int *fds)
+void state_kick_fds(const struct vdpa_state *s, const int *fds)
 {
 	uint64_t one = 1;
 	uint32_t i;
@@ -337,7 +320,7 @@ static void kick_all(const struct vdpa_state *s, const int *fds)
 static int enable_saved(struct vdpa_dev *dev, const struct vdpa_state *s,
 			bool cvq, uint32_t skip)
 {
-	uint32_t i, c = cvq_index(s);
+	uint32_t i, c = state_cvq_index(s);
 	int err;
 
 	for (i = 0; i < s->nqueues; i++) {
@@ -359,13 +342,13 @@ static int started(struct vdpa_dev *dev, char *errbuf, size_t errlen)
 	int err = vdpa_dev_get_status(dev, &st);
 
 	if (err < 0) {
-		say(errbuf, errlen, "reading the status back: %s",
+		vdpa_say(errbuf, errlen, "reading the status back: %s",
 		    strerror(-err));
 		return err;
 	}
 	if (!(st & VIRTIO_CONFIG_S_DRIVER_OK) ||
 	    (st & (VIRTIO_CONFIG_S_NEEDS_RESET | VIRTIO_CONFIG_S_FAILED))) {
-		say(errbuf, errlen, "the device did not start: status 0x%02x "
+		vdpa_say(errbuf, errlen, "the device did not start: status 0x%02x "
 		    "after DRIVER_OK%s", st,
 		    st & VIRTIO_CONFIG_S_NEEDS_RESET ? " (NEEDS_RESET)" :
 		    st & VIRTIO_CONFIG_S_FAILED ? " (FAILED)" :
@@ -450,18 +433,18 @@ int state_load_ext(struct vdpa_dev *dev, const struct vdpa_state *s,
 		err = vdpa_state_prepare_device(dev, s->backend_features,
 						s->features);
 		if (err < 0) {
-			say(errbuf, errlen, "negotiating features 0x%" PRIx64
+			vdpa_say(errbuf, errlen, "negotiating features 0x%" PRIx64
 			    " backend 0x%" PRIx64 ": %s", s->features,
 			    s->backend_features, strerror(-err));
 			goto err_reset;
 		}
 	}
-	skip = replay ? cvq_index(s) : UINT32_MAX;
+	skip = replay ? state_cvq_index(s) : UINT32_MAX;
 	err = hooks && hooks->setup_rings ?
 	      hooks->setup_rings(dev, s, hooks->opaque) :
 	      default_rings(dev, s, hooks, skip);
 	if (err < 0) {
-		say(errbuf, errlen, "setting up rings: %s", strerror(-err));
+		vdpa_say(errbuf, errlen, "setting up rings: %s", strerror(-err));
 		goto err_reset;
 	}
 	/* the rings must be exactly the saved ones */
@@ -476,7 +459,7 @@ int state_load_ext(struct vdpa_dev *dev, const struct vdpa_state *s,
 		    v->addr.desc_user_addr != q->desc ||
 		    v->addr.avail_user_addr != q->avail ||
 		    v->addr.used_user_addr != q->used) {
-			say(errbuf, errlen, "queue %u: rings set up differ from "
+			vdpa_say(errbuf, errlen, "queue %u: rings set up differ from "
 			    "the saved ones", q->index);
 			err = -EINVAL;
 			goto err_reset;
@@ -489,10 +472,10 @@ int state_load_ext(struct vdpa_dev *dev, const struct vdpa_state *s,
 		      state_io_load(dev, s->device, s->device_len);
 		if (err < 0) {
 			if (err == -ENOTCONN || err == -EPIPE)
-				say(errbuf, errlen, "device went away while "
+				vdpa_say(errbuf, errlen, "device went away while "
 				    "loading its state: %s", strerror(-err));
 			else
-				say(errbuf, errlen, "device refused its "
+				vdpa_say(errbuf, errlen, "device refused its "
 				    "state: %s", strerror(-err));
 			goto err_reset;
 		}
@@ -502,20 +485,15 @@ int state_load_ext(struct vdpa_dev *dev, const struct vdpa_state *s,
 	err = enable_saved(dev, s, true, skip);
 	if (!err && !after_ok)
 		err = enable_saved(dev, s, false, skip);
-	if (x) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		x->start_ns = (uint64_t)ts.tv_sec * 1000000000ull +
-			      (uint64_t)ts.tv_nsec;
-	}
+	if (x)
+		x->start_ns = vdpa_now_ns();
 	if (err < 0) {
-		say(errbuf, errlen, "enabling the queues: %s", strerror(-err));
+		vdpa_say(errbuf, errlen, "enabling the queues: %s", strerror(-err));
 		goto err_reset;
 	}
 	err = vdpa_dev_add_status(dev, VIRTIO_CONFIG_S_DRIVER_OK);
 	if (err < 0)
-		say(errbuf, errlen, "setting DRIVER_OK: %s", strerror(-err));
+		vdpa_say(errbuf, errlen, "setting DRIVER_OK: %s", strerror(-err));
 	else
 		err = started(dev, errbuf, errlen);
 	if (err < 0)
@@ -525,7 +503,7 @@ int state_load_ext(struct vdpa_dev *dev, const struct vdpa_state *s,
 		if (err > 0)
 			err = 0;
 		if (err < 0)
-			say(errbuf, errlen, "restoring class state: %s",
+			vdpa_say(errbuf, errlen, "restoring class state: %s",
 			    strerror(-err));
 	} else if (replay) {
 		err = netcls_replay(dev, s, fd_of(hooks ? hooks->kick_fds : NULL,
@@ -536,7 +514,7 @@ int state_load_ext(struct vdpa_dev *dev, const struct vdpa_state *s,
 	if (!err && after_ok) {
 		err = enable_saved(dev, s, false, UINT32_MAX);
 		if (err < 0)
-			say(errbuf, errlen, "enabling the queues: %s",
+			vdpa_say(errbuf, errlen, "enabling the queues: %s",
 			    strerror(-err));
 	}
 	/* the device may have given up on something it was handed */
@@ -546,7 +524,7 @@ int state_load_ext(struct vdpa_dev *dev, const struct vdpa_state *s,
 		goto err_reset;
 	if (s->has_net)
 		netcls_adopt(dev, &s->net);
-	kick_all(s, hooks ? hooks->kick_fds : NULL);
+	state_kick_fds(s, hooks ? hooks->kick_fds : NULL);
 	return 0;
 
 err_reset:

@@ -90,6 +90,15 @@ int transfer_set_fd_iov(uint32_t direction, uint32_t phase, int fd,
 			const struct vdpa_transfer_opts *opts,
 			struct vdpa_transfer **ret_t, int *ret_fd);
 
+/* The control queue of a net state, or UINT32_MAX. */
+uint32_t state_cvq_index(const struct vdpa_state *s);
+
+/*
+ * Kick every queue of s given an eventfd in fds (by queue index, -1:
+ * none): chains published while the device was moved or stopped.
+ */
+void state_kick_fds(const struct vdpa_state *s, const int *fds);
+
 /* What a migration's load adds to vdpa_state_load_device(). */
 struct load_ext {
 	/* out: when DRIVER_OK was set (CLOCK_MONOTONIC ns), START begins */

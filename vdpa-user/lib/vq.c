@@ -273,19 +273,9 @@ static struct vhost_vring_addr ring_addr(const struct vdpa_vq *vq,
 static int set_num_addr(struct vdpa_vq *vq, struct vdpa_dev *dev,
 			uint32_t idx)
 {
-	const struct vdpa_dev_shadow *sh = vdpa_dev_shadow(dev);
-	const struct vdpa_vq_shadow *v = idx < VDPA_MAX_VQS ? &sh->vq[idx] :
-					 NULL;
-	struct vhost_vring_state num = { .index = idx, .num = vq->num };
 	struct vhost_vring_addr addr = ring_addr(vq, idx);
-	int err = 0;
 
-	if (!v || !v->num_set || v->num != vq->num)
-		err = vdpa_dev_call(dev, VHOST_SET_VRING_NUM, &num);
-	if (!err && (!v || !v->addr_set ||
-		     memcmp(&v->addr, &addr, sizeof(addr))))
-		err = vdpa_dev_call(dev, VHOST_SET_VRING_ADDR, &addr);
-	return err;
+	return dev_place_ring(dev, vq->num, &addr);
 }
 
 static int vq_attach(struct vdpa_vq *vq, struct vdpa_dev *dev, uint32_t idx,
