@@ -475,6 +475,40 @@ out:
 	vdpa_mem_destroy(mem);
 }
 
+/* The handshake's verdict, as the other side parses it (untrusted). */
+static void test_verdict(void)
+{
+	char why[64] = "x";
+	void *b = NULL;
+	size_t len = 0;
+	uint8_t *p;
+	int res = 1;
+
+	tap_ok(vdpa_mig_dst_verdict(NULL, 0, "ignored", &b, &len) == 0 &&
+	       vdpa_mig_verdict_parse(b, len, &res, why, sizeof(why)) == 0 &&
+	       res == 0 && !why[0], "verdict: success round trips, no reason");
+	free(b);
+	tap_ok(vdpa_mig_dst_verdict(NULL, -EIO, "mtu\n\x1b[31m", &b, &len) ==
+	       0 && vdpa_mig_verdict_parse(b, len, &res, why, sizeof(why)) ==
+	       0 && res == -EIO && !strcmp(why, "mtu??[31m"),
+	       "verdict: a failure round trips, its reason made printable "
+	       "(%s)", why);
+	p = b;
+	tap_is(vdpa_mig_verdict_parse(b, 7, &res, NULL, 0), -EPROTO,
+	       "verdict: shorter than its header refused");
+	p[0] ^= 1;
+	tap_is(vdpa_mig_verdict_parse(b, len, &res, NULL, 0), -EPROTO,
+	       "verdict: bad magic refused");
+	p[0] ^= 1;
+	p[4] = 5;
+	p[5] = p[6] = p[7] = 0;
+	tap_is(vdpa_mig_verdict_parse(b, len, &res, NULL, 0), -EPROTO,
+	       "verdict: a positive result refused");
+	tap_is(vdpa_mig_verdict_parse(b, 8 + 1025, &res, NULL, 0), -EPROTO,
+	       "verdict: longer than 1024 bytes of reason refused");
+	free(b);
+}
+
 int main(void)
 {
 	tap_need_fd_count();
@@ -484,5 +518,6 @@ int main(void)
 	test_cannot_replay();
 	test_split_blob();
 	test_state_without_resume();
+	test_verdict();
 	return tap_done();
 }

@@ -167,6 +167,14 @@ VDPA_EXPORT int vdpa_mig_src_check_state(struct vdpa_mig_src *m, char *err,
 VDPA_EXPORT int vdpa_mig_src_finish(struct vdpa_mig_src *m,
 				    const void *verdict, size_t len,
 				    char *err, size_t errlen);
+/*
+ * A verdict (vdpa_mig_dst_verdict) as the other side reads it: 0 and
+ * *ret_result 0 or -errno, the reason made printable into reason (may be
+ * NULL); -EPROTO for something that is not a verdict.
+ */
+VDPA_EXPORT int vdpa_mig_verdict_parse(const void *verdict, size_t len,
+				       int *ret_result, char *reason,
+				       size_t reason_len);
 /* The state is safe elsewhere (a file): reset the source. */
 VDPA_EXPORT int vdpa_mig_src_commit(struct vdpa_mig_src *m);
 /*

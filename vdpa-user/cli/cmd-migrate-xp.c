@@ -118,17 +118,6 @@ static int put_verdict(int fd, int err, const char *msg)
 	return r;
 }
 
-/* A refusal's reason from a verdict payload, made printable. */
-static void verdict_reason(const uint8_t *p, size_t len, char *out,
-			   size_t outlen)
-{
-	size_t i, n = 0;
-
-	for (i = 8; i < len && n + 1 < outlen; i++)
-		out[n++] = p[i] >= 0x20 && p[i] < 0x7f ? (char)p[i] : '?';
-	out[n] = 0;
-}
-
 /* A version-1 stream is still read, but nothing checks it: say so, once. */
 static void warn_v1(const char *uri, unsigned int version)
 {
@@ -252,9 +241,10 @@ static int get_reply(int fd, unsigned int version, int timeout_ms,
 		return r;
 	}
 	if (type == REC_VERDICT && want != REC_VERDICT) {
-		char why[512];
+		char why[512] = "";
+		int res;
 
-		verdict_reason(buf, len, why, sizeof(why));
+		vdpa_mig_verdict_parse(buf, len, &res, why, sizeof(why));
 		snprintf(err, el, "destination refused: %s",
 			 why[0] ? why : "no reason given");
 		free(buf);
@@ -321,15 +311,20 @@ static int handshake(int fd, const struct xp_args *a, struct vdpa_mig_src *m,
 	if (r < 0)
 		return r;
 	/* prepared, or the reason it could not */
-	if (len >= 8 && ((int32_t)le32toh(*(uint32_t *)((uint8_t *)buf + 4))) < 0) {
+	{
 		char why[512];
+		int res;
 
-		verdict_reason(buf, len, why, sizeof(why));
-		snprintf(err, el, "destination refused: %s", why);
-		r = -EPROTO;
-	} else if (len < 8) {
-		snprintf(err, el, "destination sent a malformed verdict");
-		r = -EPROTO;
+		if (vdpa_mig_verdict_parse(buf, len, &res, why,
+					   sizeof(why)) < 0) {
+			snprintf(err, el, "destination sent a malformed "
+				 "verdict");
+			r = -EPROTO;
+		} else if (res < 0) {
+			snprintf(err, el, "destination refused: %s",
+				 why[0] ? why : strerror(-res));
+			r = -EPROTO;
+		}
 	}
 	free(buf);
 	return r;
@@ -629,9 +624,10 @@ static void source_error(int r, int timeout_ms, char *err, size_t el)
 static int source_verdict(const void *buf, size_t len, const char *how,
 			  char *err, size_t el)
 {
-	char why[512];
+	char why[512] = "";
+	int res;
 
-	verdict_reason(buf, len, why, sizeof(why));
+	vdpa_mig_verdict_parse(buf, len, &res, why, sizeof(why));
 	snprintf(err, el, "source %s: %s", how, why[0] ? why :
 		 "no reason given");
 	return -ECANCELED;

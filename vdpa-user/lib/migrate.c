@@ -558,41 +558,52 @@ int vdpa_mig_src_rollback(struct vdpa_mig_src *m, char *err, size_t errlen)
 	return r;
 }
 
-int vdpa_mig_src_finish(struct vdpa_mig_src *m, const void *verdict,
-			size_t len, char *err, size_t errlen)
+int vdpa_mig_verdict_parse(const void *verdict, size_t len, int *ret_result,
+			   char *reason, size_t reason_len)
 {
 	const uint8_t *p = verdict;
 	uint32_t magic, v;
 	int32_t result;
-	int r;
+	size_t k, n;
+
+	if (!p || !ret_result || len < VERDICT_HDR ||
+	    len > VERDICT_HDR + VERDICT_MAX)
+		return -EPROTO;
+	memcpy(&magic, p, 4);
+	memcpy(&v, p + 4, 4);
+	result = (int32_t)le32toh(v);
+	if (le32toh(magic) != VERDICT_MAGIC || result > 0 || result < -4095)
+		return -EPROTO;
+	/* the peer's text, made printable */
+	n = len - VERDICT_HDR;
+	for (k = 0; reason && reason_len && k < n && k + 1 < reason_len; k++)
+		reason[k] = p[VERDICT_HDR + k] >= 0x20 &&
+			    p[VERDICT_HDR + k] < 0x7f ?
+			    (char)p[VERDICT_HDR + k] : '?';
+	if (reason && reason_len)
+		reason[k] = 0;
+	*ret_result = result;
+	return 0;
+}
+
+int vdpa_mig_src_finish(struct vdpa_mig_src *m, const void *verdict,
+			size_t len, char *err, size_t errlen)
+{
+	char why[VERDICT_MAX + 1];
+	int result, r;
 
 	if (!m)
 		return -EINVAL;
-	if (!p || len < VERDICT_HDR || len > VERDICT_HDR + VERDICT_MAX) {
+	if (!verdict) {
 		result = -EPROTO;
 		vdpa_say(err, errlen, "no verdict from the destination");
-	} else {
-		memcpy(&magic, p, 4);
-		memcpy(&v, p + 4, 4);
-		result = (int32_t)le32toh(v);
-		if (le32toh(magic) != VERDICT_MAGIC || result > 0 ||
-		    result < -4095) {
-			result = -EPROTO;
-			vdpa_say(err, errlen, "the destination's verdict is "
-			    "malformed");
-		} else if (result < 0) {
-			int n = (int)(len - VERDICT_HDR), k;
-			char why[VERDICT_MAX + 1];
-
-			/* the peer's text, made printable */
-			for (k = 0; k < n; k++)
-				why[k] = p[VERDICT_HDR + k] >= 0x20 &&
-					 p[VERDICT_HDR + k] < 0x7f ?
-					 (char)p[VERDICT_HDR + k] : '?';
-			why[n] = 0;
-			vdpa_say(err, errlen, "destination failed: %s",
-			    n ? why : strerror(-result));
-		}
+	} else if (vdpa_mig_verdict_parse(verdict, len, &result, why,
+					  sizeof(why)) < 0) {
+		result = -EPROTO;
+		vdpa_say(err, errlen, "the destination's verdict is malformed");
+	} else if (result < 0) {
+		vdpa_say(err, errlen, "destination failed: %s",
+			 why[0] ? why : strerror(-result));
 	}
 	if (result == 0) {
 		r = vdpa_mig_src_commit(m);
