@@ -67,7 +67,7 @@ endif
 
 COMMON_SRC := $(wildcard common/*.c)
 LIB_SRC    := $(wildcard vdpa-user/lib/*.c)
-CLI_SRC    := $(wildcard vdpa-user/cli/*.c)
+CLI_SRC    := $(wildcard vdpa-user/cli/*.c vdpa-user/serve/*.c)
 SIM_SRC    := $(filter-out sim-device/main.c,$(wildcard sim-device/*.c))
 TEST_SRC   := $(wildcard tests/*.c)
 TUTIL_SRC  := $(wildcard tests/util/*.c)
