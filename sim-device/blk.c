@@ -106,6 +106,7 @@ void vsim_blk_fini(struct vsim *s)
 	free(s->wb.keys);
 	free(s->wb.slot);
 	free(s->wb.slot_sector);
+	vsim_pc_fini(s);
 	if (s->wb.data)
 		munmap(s->wb.data, (size_t)VSIM_WB_MAX * VSIM_SECTOR);
 	if (s->wb.adopted)
@@ -128,6 +129,7 @@ void vsim_blk_reset(struct vsim *s)
 			 s->wb.n);
 	vsim_wb_clear(s);
 	s->wb_saved = false;
+	vsim_pc_end(s);		/* a reset ends a pre-copy, both sides */
 }
 
 /* ---- write-back cache ---------------------------------------------------- */
@@ -157,13 +159,17 @@ uint8_t *vsim_wb_insert(struct vsim *s, uint64_t sector)
 
 	for (h = wb_hash(sector); s->wb.keys[h] != UINT64_MAX;
 	     h = (h + 1) % WB_HASH)
-		if (s->wb.keys[h] == sector)
+		if (s->wb.keys[h] == sector) {
+			s->wb.last = s->wb.slot[h];
 			return vsim_wb_slot(s, s->wb.slot[h]);
+		}
 	if (s->wb.n == VSIM_WB_MAX)
 		return NULL;
 	s->wb.keys[h] = sector;
 	s->wb.slot[h] = s->wb.n;
 	s->wb.slot_sector[s->wb.n] = sector;
+	s->wb.keyhash += vsim_pc_keyhash(sector);
+	s->wb.last = s->wb.n;
 	return vsim_wb_slot(s, s->wb.n++);
 }
 
@@ -193,6 +199,8 @@ void vsim_wb_clear(struct vsim *s)
 
 	if (!s->wb.n)
 		return;
+	vsim_pc_cleared(s);	/* a pre-copy's destination drops them too */
+	s->wb.keyhash = 0;
 	if (s->wb.n < WB_HASH / 16) {
 		/* a few entries: empty just their buckets, not 4 MiB */
 		for (i = 0; i < s->wb.n; i++) {
@@ -309,7 +317,9 @@ static int blk_io(struct vsim *s, bool write, uint64_t off,
 						return r;
 					c = vsim_wb_insert(s, sec);
 				}
+				vsim_pc_before_write(s, s->wb.last);
 				vsim_iov_from(iov, n, skip, c, VSIM_SECTOR);
+				vsim_pc_written(s, s->wb.last);
 				continue;
 			}
 			c = vsim_wb_find(s, sec);

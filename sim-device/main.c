@@ -9,6 +9,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "sim.h"
 
 static struct vsim *g_sim;
@@ -37,7 +38,8 @@ static void usage(FILE *f)
 {
 	fputs("usage: vdpa-sim --type net|blk --socket PATH [--queue-pairs N]\n"
 	      "  [--vq-size N] [--no-suspend] [--no-resume] [--no-state]\n"
-	      "  [--kernel 6.1|6.12]\n"
+	      "  [--kernel 6.1|6.12] [--new-owner]\n"
+	      "  [--fault NAME[,NAME...]|help] [--no-loopback]\n"
 	      "  [--iova-range FIRST:LAST] [--mac XX:XX:XX:XX:XX:XX] "
 	      "[--mtu N]\n"
 	      "  [--capacity-mb N] [--backing FILE] "
@@ -94,6 +96,10 @@ int main(int argc, char **argv)
 	r = vsim_opts_parse(&o, argc, argv, &sock);
 	if (r == 1) {
 		usage(stdout);
+		return 0;
+	}
+	if (r == 2) {	/* --fault help */
+		vsim_fault_print(stdout);
 		return 0;
 	}
 	if (r < 0) {

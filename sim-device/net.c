@@ -157,6 +157,10 @@ static void net_tx(struct vsim *s, unsigned int pair)
 		}
 		txq->st.requests++;
 		txq->st.bytes += tx.out_len;
+		if (s->o.no_loopback) {	/* sent onto a wire: nothing back */
+			vsim_vq_push(txq, tx.head, 0);
+			continue;
+		}
 		if (tx.out_len < hlen + 6 || pair >= s->curr_pairs ||
 		    vsim_iov_from(tx.iov, tx.nout, hlen, dst, 6) != 6 ||
 		    !rx_filter(s, dst)) {

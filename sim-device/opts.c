@@ -11,6 +11,7 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "fault.h"
 #include "sim.h"
 
 void vsim_opts_init(struct vsim_opts *o, enum vsim_type type)
@@ -92,7 +93,7 @@ static int parse_mac(const char *s, uint8_t mac[6])
 enum {
 	OPT_NO_SUSPEND = 256, OPT_NO_RESUME, OPT_NO_STATE, OPT_IOVA,
 	OPT_MTU, OPT_CAP, OPT_BACKING, OPT_CACHE, OPT_QP, OPT_VQ, OPT_CRASH,
-	OPT_PIDFILE, OPT_READY_FD, OPT_KERNEL,
+	OPT_PIDFILE, OPT_READY_FD, OPT_KERNEL, OPT_FAULT, OPT_NO_LOOPBACK, OPT_NEW_OWNER,
 };
 
 int vsim_opts_parse(struct vsim_opts *o, int argc, char **argv,
@@ -116,6 +117,9 @@ int vsim_opts_parse(struct vsim_opts *o, int argc, char **argv,
 		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
 		{ "ready-fd", required_argument, NULL, OPT_READY_FD },
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
+		{ "fault", required_argument, NULL, OPT_FAULT },
+		{ "no-loopback", no_argument, NULL, OPT_NO_LOOPBACK },
+		{ "new-owner", no_argument, NULL, OPT_NEW_OWNER },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -169,6 +173,23 @@ int vsim_opts_parse(struct vsim_opts *o, int argc, char **argv,
 			break;
 		case OPT_NO_STATE:
 			o->no_state = true;
+			break;
+		case OPT_NO_LOOPBACK:
+			o->no_loopback = true;
+			break;
+		case OPT_FAULT: {
+			char bad[64];
+
+			if (!strcmp(optarg, "help"))
+				return 2;	/* the caller lists them */
+			if (vsim_fault_parse(optarg, &o->faults, bad,
+					     sizeof(bad)))
+				return fail(o, "--fault: no fault '%s' (vdpa-sim "
+					    "--fault help lists them)", bad);
+			break;
+		}
+		case OPT_NEW_OWNER:
+			o->new_owner = true;
 			break;
 		case OPT_IOVA: {
 			char buf[64], *colon;

@@ -15,6 +15,7 @@
 #include <vdpa-user/uapi-ext.h>
 #include <vdpa-user/wire.h>
 
+#include "fault.h"
 #include "sim.h"
 
 #define VSIM_STATUS_NEEDS_RESET	0x40
@@ -59,6 +60,12 @@ struct vsim_vq {
 	uint16_t used_idx;	/* next used entry to write */
 	uint16_t used_pub;	/* used->idx last published */
 	bool resolved;
+	/*
+	 * Kernel personality: an address set on an enabled queue waits for
+	 * the next enable, as vdpasim_queue_ready() reads it only then.
+	 */
+	bool addr_pending;
+	uint64_t next_desc, next_avail, next_used;
 	struct vring_desc *desc;
 	struct vring_avail *avail;
 	struct vring_used *used;
@@ -71,6 +78,7 @@ struct vsim_xfer {
 	bool active;		/* between SET_DEVICE_STATE_FD and CHECK */
 	bool started;		/* thread created */
 	uint32_t dir;
+	bool precopy;		/* phase PRECOPY (a round) */
 	int fd;			/* the transfer fd (owned by the thread) */
 	int cancel_fd;		/* eventfd: wake the thread to give up */
 	pthread_t th;
@@ -101,6 +109,33 @@ struct vsim_wb {
 	size_t stride;
 	uint8_t *adopted;	/* mapping to munmap, or NULL */
 	size_t adopted_len;
+	uint32_t last;		/* slot of the last vsim_wb_insert() */
+	uint64_t keyhash;	/* sum of vsim_pc_keyhash() over the sectors */
+};
+
+/*
+ * Pre-copy (state.c, PROPOSAL VHOST_BACKEND_F_DEVICE_STATE_PRECOPY). Save
+ * side: which cache slots went out in a round and which were written
+ * since; load side: the rounds applied so far.
+ */
+struct vsim_pc_src {
+	bool active;		/* round 0 was saved: a pre-copy runs */
+	bool broken;		/* a round's transfer failed: END, or a full save */
+	bool reset;		/* the cache was emptied since the last round */
+	uint64_t id;		/* this pre-copy's identity, in every round */
+	uint32_t rounds;	/* rounds saved */
+	uint8_t *mark;		/* per slot: PC_NONE/NEW/CLEAN/DIRTY (state.c) */
+	uint32_t *list;		/* slots to send next, each once */
+	uint32_t nlist;
+	uint32_t dirty;		/* of the listed: sent before (resent) */
+	uint64_t datahash;	/* sum of vsim_pc_datahash() over the cache */
+};
+struct vsim_pc_dst {
+	bool active;		/* round 0 applied */
+	bool final;		/* the final (STOPPED) round applied */
+	uint64_t id;
+	uint32_t next;		/* round number expected next */
+	uint64_t datahash;	/* as the source's, over what was applied */
 };
 
 struct vsim {
@@ -115,6 +150,14 @@ struct vsim {
 
 	/* per connection */
 	bool hello_done, owner;
+	/*
+	 * Who is "the owner" (owner.c): the process that sent SET_OWNER, as
+	 * Linux keeps the owner's mm. Every request's sender comes from its
+	 * SCM_CREDENTIALS (SO_PASSCRED), so a process that received the
+	 * connection over SCM_RIGHTS or by fork is another sender.
+	 */
+	pid_t owner_pid, sender, peer_pid;
+	unsigned int detached;	/* old owners' regions kept for their maps */
 	uint64_t backend_features;
 	struct vsim_region regions[VSIM_MAX_MEM_REGIONS];
 	unsigned int nregions;
@@ -122,6 +165,11 @@ struct vsim {
 	unsigned int nmaps, maps_cap, map_hint;
 	bool in_batch;
 	bool as_exists;	/* address space 0 made by the first UPDATE */
+	/*
+	 * Kernel personality: reset without IOTLB_PERSIST took the device's
+	 * maps (vdpasim_do_reset) until the next IOTLB message rebuilds them.
+	 */
+	bool maps_dropped;
 	int config_call_fd;
 
 	/* device */
@@ -129,6 +177,7 @@ struct vsim {
 	uint64_t features;
 	uint8_t status;
 	bool suspended, broken;
+	uint64_t fault_base_read;	/* fault.c: queues read since SUSPEND */
 	char reason[128];
 	unsigned int nvqs;
 	struct vsim_vq vq[VSIM_MAX_VQS];
@@ -162,6 +211,8 @@ struct vsim {
 	char model[VSIM_MODEL_MAX];
 
 	struct vsim_xfer xfer;
+	struct vsim_pc_src pcs;	/* pre-copy, save side */
+	struct vsim_pc_dst pcd;	/* pre-copy, load side */
 	unsigned int transfers;
 	uint8_t msg[VSIM_MSG_MAX];
 };
@@ -221,6 +272,16 @@ bool vsim_wb_adopt(struct vsim *s, uint8_t *base, size_t stride,
 void vsim_wb_clear(struct vsim *s);
 int vsim_disk_write(struct vsim *s, uint64_t off, const void *buf, size_t len);
 
+/* owner.c: ownership, VHOST_NEW_OWNER and VHOST_IOTLB_REMAP (proposal) */
+int vsim_recv_cred(int sock, struct vsim_hdr *hdr, void *buf, size_t buf_size,
+		   int *ret_fd, pid_t *ret_pid);
+void vsim_pass_cred(int sock);
+/* 0, or what Linux answers a process that is not the owner (-EPERM). */
+int vsim_owner_gate(const struct vsim *s, uint32_t req);
+bool vsim_is_owner(const struct vsim *s);
+int vsim_new_owner(struct vsim *s);
+int vsim_iotlb_remap(struct vsim *s, const struct vhost_iotlb_msg *m);
+
 /* state.c */
 int vsim_state_set_fd(struct vsim *s, struct vhost_vdpa_device_state_fd *a,
 		      int *fd);
@@ -228,5 +289,16 @@ int vsim_state_check(struct vsim *s);
 void vsim_state_cancel(struct vsim *s);
 int vsim_state_save(struct vsim *s, uint8_t **ret_buf, size_t *ret_len);
 int vsim_state_load(struct vsim *s, const uint8_t *buf, size_t len);
+/* pre-copy: offered (blk with a write-back cache and the state extension) */
+bool vsim_pc_offered(const struct vsim *s);
+/* hooks of the write-back cache: slot written; cache emptied */
+void vsim_pc_before_write(struct vsim *s, uint32_t slot);
+void vsim_pc_written(struct vsim *s, uint32_t slot);
+void vsim_pc_cleared(struct vsim *s);
+uint64_t vsim_pc_keyhash(uint64_t sector);
+/* VHOST_VDPA_GET_PRECOPY_INFO, VHOST_VDPA_PRECOPY_END (also on reset) */
+int vsim_pc_info(struct vsim *s, struct vhost_vdpa_precopy_info *ret);
+void vsim_pc_end(struct vsim *s);
+void vsim_pc_fini(struct vsim *s);
 
 #endif

@@ -113,8 +113,16 @@ static void device_reset(struct vsim *s)
 	s->broken = false;
 	s->reason[0] = 0;
 	s->work = 0;
-	for (i = 0; i < s->nvqs; i++)
+	/* vdpasim_do_reset() with CLEAN_MAP: unless IOTLB_PERSIST was acked */
+	s->maps_dropped = s->o.kernel != VSIM_KERNEL_NONE &&
+		!(s->backend_features & (1ULL << VHOST_BACKEND_F_IOTLB_PERSIST));
+	for (i = 0; i < s->nvqs; i++) {
+		uint16_t keep = s->vq[i].last_avail;
+
 		vsim_vq_reset(&s->vq[i], s->o.vq_size);
+		if (vsim_fault(s, VSIM_FAULT_RESET_KEEPS_STATE))
+			s->vq[i].last_avail = s->vq[i].avail_cache = keep;
+	}
 	if (s->o.type == VSIM_TYPE_NET)
 		vsim_net_reset(s);
 	else
@@ -142,6 +150,7 @@ static void conn_close(struct vsim *s)
 	vsim_mem_clear(s);
 	s->hello_done = false;
 	s->owner = false;
+	s->owner_pid = s->sender = s->peer_pid = 0;
 	s->backend_features = 0;
 	vsim_log(s, LOG_INFO, "driver disconnected, device reset");
 }
@@ -212,6 +221,9 @@ int vsim_create(const struct vsim_opts *o, struct vsim **ret)
 		s->backend_offered |= 1ULL << VHOST_BACKEND_F_RESUME;
 	if (!o->no_state)
 		s->backend_offered |= 1ULL << VHOST_BACKEND_F_DEVICE_STATE;
+	if (o->new_owner)	/* the live-update proposal (owner.c) */
+		s->backend_offered |= (1ULL << VHOST_BACKEND_F_NEW_OWNER) |
+				      (1ULL << VHOST_BACKEND_F_IOTLB_REMAP);
 	s->dev_features = (1ULL << VIRTIO_F_VERSION_1) |
 			  (1ULL << VIRTIO_F_ACCESS_PLATFORM) |
 			  (1ULL << VIRTIO_RING_F_EVENT_IDX) |
@@ -220,6 +232,9 @@ int vsim_create(const struct vsim_opts *o, struct vsim **ret)
 	r = o->type == VSIM_TYPE_NET ? vsim_net_init(s) : vsim_blk_init(s);
 	if (r < 0)
 		goto err_free;
+	if (vsim_pc_offered(s))	/* pre-copy proposal: a write-back cache */
+		s->backend_offered |=
+			1ULL << VHOST_BACKEND_F_DEVICE_STATE_PRECOPY;
 	s->epfd = epoll_create1(EPOLL_CLOEXEC);
 	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	s->xfer.cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -378,6 +393,17 @@ static int kick_bind(struct vsim *s, unsigned int idx, int field, int *fd)
 	return r;
 }
 
+/*
+ * 6.12's vhost_vdpa_vring_ioctl(): SET_VRING_ADDR and SET_VRING_BASE are
+ * refused while DRIVER_OK is set and the device is not suspended (after
+ * vhost core's own checks, which run first).
+ */
+static bool running_612(const struct vsim *s)
+{
+	return s->o.kernel == VSIM_KERNEL_6_12 &&
+	       (s->status & VIRTIO_CONFIG_S_DRIVER_OK) && !s->suspended;
+}
+
 /* vhost_vdpa_vring_ioctl + vhost_vring_ioctl */
 static int vring_req(struct vsim *s, uint32_t req, uint8_t *p, int *fd,
 		     struct reply *rep)
@@ -406,6 +432,8 @@ static int vring_req(struct vsim *s, uint32_t req, uint8_t *p, int *fd,
 		struct vhost_vring_addr a;
 
 		memcpy(&a, p, sizeof(a));
+		if (s->suspended && vsim_fault(s, VSIM_FAULT_VRING_SET_REFUSED))
+			return -EBUSY;
 		if (a.flags & ~(1u << VHOST_VRING_F_LOG))
 			return -EOPNOTSUPP;
 		if ((a.avail_user_addr & (VRING_AVAIL_ALIGN_SIZE - 1)) ||
@@ -413,6 +441,15 @@ static int vring_req(struct vsim *s, uint32_t req, uint8_t *p, int *fd,
 		    (a.log_guest_addr & (VRING_USED_ALIGN_SIZE - 1)) ||
 		    (a.desc_user_addr & (VRING_DESC_ALIGN_SIZE - 1)))
 			return -EINVAL;
+		if (running_612(s))
+			return -EINVAL;
+		if (s->o.kernel != VSIM_KERNEL_NONE && vq->ready) {
+			vq->next_desc = a.desc_user_addr;
+			vq->next_avail = a.avail_user_addr;
+			vq->next_used = a.used_user_addr;
+			vq->addr_pending = true;
+			return 0;
+		}
 		vq->desc_addr = a.desc_user_addr;
 		vq->avail_addr = a.avail_user_addr;
 		vq->used_addr = a.used_user_addr;
@@ -420,13 +457,19 @@ static int vring_req(struct vsim *s, uint32_t req, uint8_t *p, int *fd,
 		return 0;
 	}
 	case VHOST_SET_VRING_BASE:
+		if (s->suspended && vsim_fault(s, VSIM_FAULT_VRING_SET_REFUSED))
+			return -EBUSY;
 		if (st.num > 0xffff)
 			return -EINVAL;
+		if (running_612(s))
+			return -EINVAL;
 		vq->last_avail = vq->avail_cache = (uint16_t)st.num;
-		vq->used_idx = vq->used_pub = (uint16_t)st.num;
+		/* vdpasim_set_vq_state() moves only the avail index */
+		if (s->o.kernel == VSIM_KERNEL_NONE || !vq->ready)
+			vq->used_idx = vq->used_pub = (uint16_t)st.num;
 		return 0;
 	case VHOST_GET_VRING_BASE:
-		st.num = vq->last_avail;
+		st.num = vsim_fault_base(s, idx, vq->last_avail);
 		memcpy(rep->buf, &st, sizeof(st));
 		return 0;
 	case VHOST_SET_VRING_KICK:
@@ -442,6 +485,12 @@ static int vring_req(struct vsim *s, uint32_t req, uint8_t *p, int *fd,
 	}
 	case VHOST_VDPA_SET_VRING_ENABLE:
 		if (st.num && !vq->ready) {
+			if (vq->addr_pending) {
+				vq->desc_addr = vq->next_desc;
+				vq->avail_addr = vq->next_avail;
+				vq->used_addr = vq->next_used;
+				vq->addr_pending = false;
+			}
 			vq->used_idx = vq->used_pub = vq->last_avail;
 			vq->avail_cache = vq->last_avail;
 			vq->resolved = false;
@@ -478,6 +527,7 @@ static int config_req(struct vsim *s, uint32_t req, const uint8_t *p,
 	if (req == VHOST_VDPA_GET_CONFIG) {
 		memcpy(rep->buf, &c, sizeof(c));
 		memcpy(rep->buf + sizeof(c), s->config + c.off, c.len);
+		vsim_fault_config(s, rep->buf + sizeof(c), c.len);
 		rep->len = sizeof(c) + c.len;
 		return 0;
 	}
@@ -530,6 +580,11 @@ static long req_size(const struct vsim *s, uint32_t req)
 		       (long)sizeof(struct vhost_vdpa_device_state_fd);
 	case VHOST_VDPA_CHECK_DEVICE_STATE:
 		return s->o.no_state ? -1 : 0;
+	case VHOST_VDPA_GET_PRECOPY_INFO:	/* pre-copy (state.c) */
+	case VHOST_VDPA_PRECOPY_END:
+		return vsim_pc_offered(s) ? 0 : -1;
+	case VHOST_NEW_OWNER:	/* answered as Linux does without it too */
+		return 0;
 	case VHOST_VDPA_GET_CONFIG:
 	case VHOST_VDPA_SET_CONFIG:
 		return sizeof(struct vhost_vdpa_config);
@@ -571,6 +626,8 @@ static int handle(struct vsim *s, const struct vsim_hdr *h, uint8_t *p,
 		return -EBADMSG;
 	if (!s->hello_done && req != VSIM_REQ_HELLO)
 		return -EPROTO;
+	if (vsim_owner_gate(s, req))	/* another process: as Linux */
+		return -EPERM;
 	if (want < 0) {
 		/* Linux 6.1 has no RESUME: the vring path faults on argp. */
 		if (req == VHOST_VDPA_RESUME)
@@ -622,7 +679,10 @@ static int handle(struct vsim *s, const struct vsim_hdr *h, uint8_t *p,
 		if (s->owner)
 			return -EBUSY;
 		s->owner = true;
+		s->owner_pid = s->sender;
 		return 0;
+	case VHOST_NEW_OWNER:
+		return vsim_new_owner(s);
 	case VHOST_VDPA_GET_DEVICE_ID:
 		put_u32(rep, s->o.type == VSIM_TYPE_NET ? VIRTIO_ID_NET :
 							 VIRTIO_ID_BLOCK);
@@ -686,15 +746,18 @@ static int handle(struct vsim *s, const struct vsim_hdr *h, uint8_t *p,
 		    !(s->status & VIRTIO_CONFIG_S_DRIVER_OK))
 			return 0;
 		/* Rings are only touched by this thread: nothing in flight. */
+		vsim_fault_suspend(s);
 		s->suspended = true;
 		return 0;
 	case VHOST_VDPA_RESUME:
 		if (s->o.kernel == VSIM_KERNEL_6_12 &&
 		    !(s->status & VIRTIO_CONFIG_S_DRIVER_OK))
 			return 0;
+		vsim_fault_resume(s);
 		s->suspended = false;
 		s->wb_saved = false;	/* a rolled-back save: ours again */
-		schedule_all(s);
+		if (!vsim_fault(s, VSIM_FAULT_RESUME_DROPS_KICK))
+			schedule_all(s);
 		return 0;
 	case VHOST_VDPA_SET_DEVICE_STATE_FD: {
 		struct vhost_vdpa_device_state_fd a;
@@ -707,6 +770,16 @@ static int handle(struct vsim *s, const struct vsim_hdr *h, uint8_t *p,
 	}
 	case VHOST_VDPA_CHECK_DEVICE_STATE:
 		return vsim_state_check(s);
+	case VHOST_VDPA_GET_PRECOPY_INFO: {
+		struct vhost_vdpa_precopy_info pi;
+		int r = vsim_pc_info(s, &pi);
+
+		memcpy(rep->buf, &pi, sizeof(pi));
+		return r;
+	}
+	case VHOST_VDPA_PRECOPY_END:
+		vsim_pc_end(s);
+		return 0;
 	case VSIM_REQ_IOTLB_MSG: {
 		struct vhost_msg_v2 m;
 		int r;
@@ -718,7 +791,13 @@ static int handle(struct vsim *s, const struct vsim_hdr *h, uint8_t *p,
 		if ((m.iotlb.type == VHOST_IOTLB_UPDATE ||
 		     m.iotlb.type == VHOST_IOTLB_INVALIDATE) && !m.iotlb.size)
 			return -EINVAL;
-		r = vsim_iotlb_msg(s, &m);
+		if (!vsim_is_owner(s))	/* the handler's check_owner */
+			return -EFAULT;
+		if (m.type == VHOST_IOTLB_MSG_V2 && !m.asid &&
+		    m.iotlb.type == VHOST_IOTLB_REMAP)
+			r = vsim_iotlb_remap(s, &m.iotlb);
+		else
+			r = vsim_iotlb_msg(s, &m);
 		if (r < 0) {
 			/* Linux's vhost_chr_write_iter() reports every IOTLB
 			 * handler error as EFAULT; the log keeps the reason. */
@@ -759,9 +838,12 @@ static void handle_msg(struct vsim *s)
 
 	for (n = 0; n < 64 && s->conn_fd >= 0; n++) {
 		memset(&h, 0, sizeof(h));
-		r = vsim_recv(s->conn_fd, &h, s->msg, sizeof(s->msg), &fd);
+		r = vsim_recv_cred(s->conn_fd, &h, s->msg, sizeof(s->msg),
+				   &fd, &s->sender);
 		if (r == -EAGAIN)
 			return;
+		if (!s->sender)
+			s->sender = s->peer_pid;
 		if (r < 0 && r != -EBADMSG) {
 			conn_close(s);
 			return;
@@ -826,6 +908,8 @@ static int add_conn(struct vsim *s, int fd)
 
 int vsim_serve_fd(struct vsim *s, int sock)
 {
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
 	int fl;
 
 	if (!s || sock < 0)
@@ -838,6 +922,9 @@ int vsim_serve_fd(struct vsim *s, int sock)
 	}
 	fl = fcntl(sock, F_GETFL);
 	fcntl(sock, F_SETFL, fl | O_NONBLOCK);
+	vsim_pass_cred(sock);
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+		s->peer_pid = cred.pid;
 	fl = add_conn(s, sock);
 	pthread_mutex_unlock(&s->lock);
 	return fl;
@@ -861,7 +948,9 @@ static void do_accept(struct vsim *s)
 		close(fd);
 		return;
 	}
+	vsim_pass_cred(fd);
 	if (s->conn_fd < 0) {
+		s->peer_pid = cred.pid;
 		if (add_conn(s, fd) == 0)
 			vsim_log(s, LOG_INFO, "driver connected (pid %d)",
 				 (int)cred.pid);
@@ -885,7 +974,10 @@ static void refuse_pending(struct vsim *s, unsigned int i)
 	struct vsim_hdr h = { 0 }, out = { 0 };
 	int fd = -1, r;
 
-	r = vsim_recv(s->pending[i], &h, s->msg, sizeof(s->msg), &fd);
+	pid_t pid;
+
+	r = vsim_recv_cred(s->pending[i], &h, s->msg, sizeof(s->msg), &fd,
+			   &pid);
 	if (r == -EAGAIN)
 		return;
 	if (fd >= 0)
@@ -1004,6 +1096,7 @@ static int listen_locked(struct vsim *s, const char *path)
 		r = -errno;
 		goto err_close;
 	}
+	vsim_pass_cred(fd);	/* accepted connections inherit it */
 	if (listen(fd, 8) < 0) {
 		r = -errno;
 		goto err_unlink;
@@ -1097,6 +1190,8 @@ int vsim_run(struct vsim *s)
 				    read(s->vq[idx].kick_fd, &v, sizeof(v)) > 0 &&
 				    vsim_vq_can_run(s, &s->vq[idx]))
 					s->work |= 1ULL << idx;
+				else if (idx < s->nvqs && s->suspended)
+					vsim_fault_kick_suspended(s, idx);
 				break;
 			}
 		}

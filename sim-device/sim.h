@@ -36,6 +36,12 @@ struct vsim_opts {
 	bool no_suspend;		/* do not offer VHOST_BACKEND_F_SUSPEND */
 	bool no_resume;			/* do not offer VHOST_BACKEND_F_RESUME */
 	bool no_state;			/* do not offer VHOST_BACKEND_F_DEVICE_STATE */
+	uint32_t faults;		/* --fault: 1 << enum vsim_fault_id (fault.h) */
+	bool no_loopback;		/* net: TX goes nowhere (a NIC on no wire) */
+	/* offer the 2024 "vdpa live update" proposal: VHOST_NEW_OWNER and
+	 * VHOST_IOTLB_REMAP (backend bits 9, 10); off by default, as no
+	 * kernel has it (docs/live-update.md) */
+	bool new_owner;
 	uint64_t iova_first, iova_last;	/* VHOST_VDPA_GET_IOVA_RANGE */
 	uint8_t mac[6];			/* net */
 	uint16_t mtu;			/* net */
@@ -88,7 +94,8 @@ int vsim_opts_kernel(struct vsim_opts *o, const char *name);
  * Parse vdpa-sim command-line options (argv[0] is skipped, getopt_long).
  * Sets *ret_socket to the --socket argument (may be NULL for callers that
  * don't need it; then --socket is still accepted). -v raises log_level.
- * Returns 0, -EINVAL (message logged through o->log if set) or 1 for --help.
+ * Returns 0, -EINVAL (message logged through o->log if set), 1 for --help
+ * or 2 for --fault help.
  * Strings point into argv.
  */
 int vsim_opts_parse(struct vsim_opts *o, int argc, char **argv,

@@ -17,6 +17,11 @@
  *     4 BLK     u64 dirty count, u64 flushes, count x {u64 sector, 512 B}
  *     5 MACTBL  u16 unicast n, u16 multicast n, u32 0, (n + n) x u8 mac[6]
  *               (net, only when the driver set a MAC table)
+ *     6 ROUND   u16 version 1, u16 flags (1 final, 2 reset), u32 round,
+ *               u64 pre-copy id, u64 entries after applying, u64 key hash
+ *               and u64 data hash after applying (pre-copy: then BLK holds
+ *               only what changed since the previous round;
+ *               docs/uapi-proposal.md)
  * Errors on load: -EINVAL truncated/malformed, -EPROTO bad magic, version,
  * unknown section or a device of another type/configuration, -EBADMSG CRC.
  */
@@ -29,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,7 +51,17 @@
 #define ST_SEC_HDR	8u
 #define ST_CRC_OFF	8u
 
-enum { SEC_CONFIG = 1, SEC_STATS, SEC_NET, SEC_BLK, SEC_MACTBL, SEC_MAX };
+enum { SEC_CONFIG = 1, SEC_STATS, SEC_NET, SEC_BLK, SEC_MACTBL, SEC_ROUND,
+       SEC_MAX };
+
+/* Pre-copy round record (SEC_ROUND). */
+#define ROUND_LEN	40u
+#define ROUND_VERSION	1
+#define ROUND_F_FINAL	1u	/* the STOPPED save's rest: no round after it */
+#define ROUND_F_RESET	2u	/* drop every entry of earlier rounds first */
+
+/* Per cache slot on the save side of a pre-copy. */
+enum { PC_NONE, PC_NEW, PC_CLEAN, PC_DIRTY };
 
 #define STATS_WORDS	5
 #define BLK_ENTRY	(8u + VSIM_SECTOR)
@@ -155,7 +171,28 @@ static void sec(struct wbuf *w, uint16_t id, uint32_t len)
 	put32(w, len);
 }
 
+static int pc_save(struct vsim *s, bool final, uint8_t **ret_buf,
+		   size_t *ret_len);
+static void vsim_pc_end_src(struct vsim *s);
+static int state_save_full(struct vsim *s, uint8_t **ret_buf,
+			   size_t *ret_len);
+
 int vsim_state_save(struct vsim *s, uint8_t **ret_buf, size_t *ret_len)
+{
+	/*
+	 * After pre-copy rounds the final save carries only the rest,
+	 * unless the rest is most of the cache (writes outpaced the rounds):
+	 * then everything, which a destination takes whole (its cache adopts
+	 * the buffer) faster than it applies entry after entry.
+	 */
+	if (s->pcs.active && !s->pcs.broken &&
+	    (uint64_t)s->pcs.nlist * 2 <= s->wb.n)
+		return pc_save(s, true, ret_buf, ret_len);
+	vsim_pc_end_src(s);	/* a failed pre-copy: everything, as usual */
+	return state_save_full(s, ret_buf, ret_len);
+}
+
+static int state_save_full(struct vsim *s, uint8_t **ret_buf, size_t *ret_len)
 {
 	size_t stats_len = 8 + (size_t)s->nvqs * STATS_WORDS * 8;
 	size_t blk_len = 16 + (size_t)s->wb.n * BLK_ENTRY;
@@ -204,7 +241,8 @@ int vsim_state_save(struct vsim *s, uint8_t **ret_buf, size_t *ret_len)
 	for (i = 0; i < s->nvqs; i++) {
 		const struct vsim_queue_stats *q = &s->vq[i].st;
 
-		put64(&w, q->requests);
+		put64(&w, q->requests +
+		      vsim_fault(s, VSIM_FAULT_STATE_NO_ROUNDTRIP));
 		put64(&w, q->bytes);
 		put64(&w, q->drops);
 		put64(&w, q->overruns);
@@ -261,8 +299,12 @@ static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return l
  * own: buf's mapping, own_len long, which a write-back cache may keep as
  * its storage (s->wb.adopted == own afterwards); NULL: buf is not ours.
  */
+static int pc_load(struct vsim *s, const uint8_t *const *sp,
+		   const uint32_t *sl, bool precopy);
+
 static int state_load(struct vsim *s, const uint8_t *buf, size_t len,
-		      const uint32_t *crc_done, uint8_t *own, size_t own_len)
+		      const uint32_t *crc_done, uint8_t *own, size_t own_len,
+		      bool precopy)
 {
 	const uint8_t *sp[SEC_MAX] = { NULL };
 	uint32_t sl[SEC_MAX] = { 0 };
@@ -306,7 +348,8 @@ static int state_load(struct vsim *s, const uint8_t *buf, size_t len,
 		sl[id] = l;
 		off += ST_SEC_HDR + l;
 	}
-	if (off != len || !sp[SEC_CONFIG] || !sp[SEC_STATS])
+	/* a pre-copy round carries no counters: they go in the final one */
+	if (off != len || !sp[SEC_CONFIG] || (!precopy && !sp[SEC_STATS]))
 		return -EINVAL;
 
 	/* same device model and configuration */
@@ -319,13 +362,13 @@ static int state_load(struct vsim *s, const uint8_t *buf, size_t len,
 	    get64(sp[SEC_CONFIG] + 16) !=
 		(s->o.type == VSIM_TYPE_BLK ? s->o.capacity : 0))
 		return -EPROTO;
-	if (sl[SEC_STATS] != 8 + s->nvqs * STATS_WORDS * 8 ||
-	    get32(sp[SEC_STATS]) != s->nvqs)
+	if (sp[SEC_STATS] && (sl[SEC_STATS] != 8 + s->nvqs * STATS_WORDS * 8 ||
+			      get32(sp[SEC_STATS]) != s->nvqs))
 		return -EINVAL;
 	if (s->o.type == VSIM_TYPE_NET) {
 		uint16_t pairs;
 
-		if (sp[SEC_BLK])
+		if (sp[SEC_BLK] || sp[SEC_ROUND])
 			return -EPROTO;
 		if (!sp[SEC_NET] || sl[SEC_NET] != 16)
 			return -EINVAL;
@@ -358,9 +401,14 @@ static int state_load(struct vsim *s, const uint8_t *buf, size_t len,
 			if (get64(sp[SEC_BLK] + 16 + (size_t)i * BLK_ENTRY) >=
 			    s->o.capacity)
 				return -EINVAL;
+		/* a round, or the rest after rounds: onto what came before */
+		if (precopy || sp[SEC_ROUND])
+			return pc_load(s, sp, sl, precopy);
 	}
 
 	/* everything checked: apply */
+	if (vsim_fault(s, VSIM_FAULT_LOAD_IGNORES_STATE))
+		return 0;
 	for (i = 0; i < s->nvqs; i++) {
 		const uint8_t *q = sp[SEC_STATS] + 8 + i * STATS_WORDS * 8;
 
@@ -389,6 +437,8 @@ static int state_load(struct vsim *s, const uint8_t *buf, size_t len,
 		return 0;
 	}
 	s->flushes = get64(sp[SEC_BLK] + 8);
+	/* a whole state replaces rounds, and any pre-copy of this device */
+	vsim_pc_end(s);
 	if (s->wb.keys) {
 		vsim_wb_clear(s);
 		/* the received entries become the cache's slots as they
@@ -423,7 +473,7 @@ static int state_load(struct vsim *s, const uint8_t *buf, size_t len,
 
 int vsim_state_load(struct vsim *s, const uint8_t *buf, size_t len)
 {
-	return state_load(s, buf, len, NULL, NULL, 0);
+	return state_load(s, buf, len, NULL, NULL, 0, false);
 }
 
 /* ---- transfer -------------------------------------------------------------- */
@@ -550,6 +600,17 @@ static void *reader_main(void *arg)
 			size_t cap = x->cap ? VSIM_STATE_MAX + 1u : 65536;
 			uint8_t *p;
 
+			/*
+			 * A state its header says is small (the rest after
+			 * pre-copy rounds): that much, malloc'd, not the
+			 * large path's address space and helper thread.
+			 * Larger: the large path (a cache adopts it whole).
+			 */
+			if (x->cap && get32(x->buf) == ST_MAGIC &&
+			    get64(x->buf + 16) >= x->len &&
+			    get64(x->buf + 16) + 1 < BIG_MIN)
+				cap = (size_t)get64(x->buf + 16) + 1;
+
 			if (x->cap > VSIM_STATE_MAX) {
 				r = -EFBIG;
 				break;
@@ -630,17 +691,27 @@ int vsim_state_set_fd(struct vsim *s, struct vhost_vdpa_device_state_fd *a,
 	struct vsim_xfer *x = &s->xfer;
 	int r;
 
+	bool pc = a->phase == VHOST_TRANSFER_STATE_PHASE_PRECOPY;
+
 	if (a->reserved || a->direction > VHOST_TRANSFER_STATE_DIRECTION_LOAD)
 		return -EINVAL;
-	if (a->phase != VHOST_TRANSFER_STATE_PHASE_STOPPED)
+	if (a->phase != VHOST_TRANSFER_STATE_PHASE_STOPPED &&
+	    !(pc && vsim_pc_offered(s)))
 		return -EOPNOTSUPP;
 	if (*fd < 0)
 		return -EINVAL;	/* this device always uses the caller's fd */
 	if (x->active)
 		return -EBUSY;
 	if (a->direction == VHOST_TRANSFER_STATE_DIRECTION_SAVE) {
-		if (!s->suspended)
+		/* a round is read while the device runs */
+		if (pc && s->pcs.broken)
+			return -ESTALE;
+		if (!pc && !s->suspended)
 			return -EBUSY;
+	} else if (pc && s->pcd.final) {
+		return -EALREADY;	/* a round after the final one */
+	} else if (pc && (s->status & VIRTIO_CONFIG_S_DRIVER_OK)) {
+		return -EBUSY;		/* rounds go into a device not started */
 	} else if ((s->status & VIRTIO_CONFIG_S_DRIVER_OK) && !s->suspended) {
 		return -EBUSY;
 	}
@@ -648,12 +719,14 @@ int vsim_state_set_fd(struct vsim *s, struct vhost_vdpa_device_state_fd *a,
 	x->len = x->cap = 0;
 	x->crc_at = 0;
 	if (a->direction == VHOST_TRANSFER_STATE_DIRECTION_SAVE) {
-		r = vsim_state_save(s, &x->buf, &x->len);
+		r = pc ? pc_save(s, false, &x->buf, &x->len) :
+			 vsim_state_save(s, &x->buf, &x->len);
 		if (r < 0)
 			return r;
 		x->cap = x->len;	/* buf_free() needs the size */
 	}
 	x->dir = a->direction;
+	x->precopy = pc;
 	x->crash = (a->direction == VHOST_TRANSFER_STATE_DIRECTION_SAVE &&
 		    s->o.crash_during == VSIM_CRASH_SAVE) ||
 		   (a->direction == VHOST_TRANSFER_STATE_DIRECTION_LOAD &&
@@ -718,7 +791,7 @@ int vsim_state_check(struct vsim *s)
 		r = state_load(s, x->buf, x->len,
 			       x->crc_at == x->len ? &x->crc : NULL,
 			       x->cap >= BIG_MIN ? x->buf : NULL,
-			       big_size(x->cap));
+			       big_size(x->cap), x->precopy);
 		if (x->buf && x->buf == s->wb.adopted)
 			x->buf = NULL;	/* the cache's storage now */
 	}
@@ -726,8 +799,13 @@ int vsim_state_check(struct vsim *s)
 		 x->dir ? "load" : "save", r < 0 ? "failed" : "done", r);
 	if (r == 0)
 		s->transfers++;
+	/* a round that did not arrive: what it marked sent was not */
+	if (r < 0 && x->precopy &&
+	    x->dir == VHOST_TRANSFER_STATE_DIRECTION_SAVE)
+		s->pcs.broken = true;
 	/* saved: the cache's content is in the state now; loaded: ours */
-	s->wb_saved = r == 0 && x->dir == VHOST_TRANSFER_STATE_DIRECTION_SAVE;
+	s->wb_saved = r == 0 && x->dir == VHOST_TRANSFER_STATE_DIRECTION_SAVE &&
+		      !x->precopy;
 	xfer_end(x);
 	return r;
 }
@@ -739,8 +817,366 @@ void vsim_state_cancel(struct vsim *s)
 
 	if (!x->active)
 		return;
+	if (x->precopy && x->dir == VHOST_TRANSFER_STATE_DIRECTION_SAVE)
+		s->pcs.broken = true;
 	if (write(x->cancel_fd, &one, sizeof(one)) < 0) {
 		/* already signalled */
 	}
 	xfer_end(x);
+}
+
+/* ---- pre-copy (PROPOSAL: VHOST_BACKEND_F_DEVICE_STATE_PRECOPY) ------------ */
+
+/*
+ * A write-back cache is the state that is large and changes while the
+ * device runs; everything else (counters, net state) is small and goes in
+ * the final, STOPPED save. A round lists the cache entries written since
+ * the previous round (the first: all of them). Entries never leave the
+ * cache one by one: a flush (or the cache filling up) empties it whole,
+ * and the next round then says so (RESET), so the destination drops what
+ * it has too. Every round names the entry count and a hash of the sector
+ * set the destination must have after applying it: a destination whose
+ * cache would differ from the source's refuses the round before applying
+ * any of it.
+ */
+bool vsim_pc_offered(const struct vsim *s)
+{
+	return s->o.type == VSIM_TYPE_BLK && s->wb.keys && !s->o.no_state;
+}
+
+/* splitmix64's finalizer: the set hash is a sum, so order does not count */
+uint64_t vsim_pc_keyhash(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+/* An entry's contribution to the data hash: its sector and its bytes. */
+static uint64_t vsim_pc_datahash(uint64_t sector, const uint8_t *data)
+{
+	return vsim_pc_keyhash(sector ^
+			       vsim_pc_keyhash(crc32c(0, data, VSIM_SECTOR)));
+}
+
+/* Slot's data is about to change: out of the hash if it is in it. */
+void vsim_pc_before_write(struct vsim *s, uint32_t slot)
+{
+	struct vsim_pc_src *p = &s->pcs;
+
+	/* PC_NONE: inserted since round 0 or the last emptying, not hashed */
+	if (p->active && p->mark[slot] != PC_NONE)
+		p->datahash -= vsim_pc_datahash(s->wb.slot_sector[slot],
+						vsim_wb_slot(s, slot));
+}
+
+void vsim_pc_written(struct vsim *s, uint32_t slot)
+{
+	struct vsim_pc_src *p = &s->pcs;
+
+	if (!p->active)
+		return;
+	p->datahash += vsim_pc_datahash(s->wb.slot_sector[slot],
+					vsim_wb_slot(s, slot));
+	if (p->mark[slot] == PC_CLEAN) {
+		p->mark[slot] = PC_DIRTY;
+		p->dirty++;
+	} else if (p->mark[slot] == PC_NONE) {
+		p->mark[slot] = PC_NEW;
+	} else {
+		return;		/* listed already */
+	}
+	p->list[p->nlist++] = slot;
+}
+
+void vsim_pc_cleared(struct vsim *s)
+{
+	struct vsim_pc_src *p = &s->pcs;
+
+	if (!p->active)
+		return;
+	memset(p->mark, PC_NONE, s->wb.n);
+	p->nlist = p->dirty = 0;
+	p->datahash = 0;
+	p->reset = true;
+}
+
+static void vsim_pc_end_src(struct vsim *s)
+{
+	struct vsim_pc_src *p = &s->pcs;
+
+	p->active = p->broken = p->reset = false;
+	p->rounds = p->nlist = p->dirty = 0;
+}
+
+void vsim_pc_end(struct vsim *s)
+{
+	vsim_pc_end_src(s);
+	memset(&s->pcd, 0, sizeof(s->pcd));
+}
+
+void vsim_pc_fini(struct vsim *s)
+{
+	free(s->pcs.mark);
+	free(s->pcs.list);
+	s->pcs.mark = NULL;
+	s->pcs.list = NULL;
+	vsim_pc_end(s);
+}
+
+int vsim_pc_info(struct vsim *s, struct vhost_vdpa_precopy_info *ret)
+{
+	const struct vsim_pc_src *p = &s->pcs;
+
+	memset(ret, 0, sizeof(*ret));
+	if (!vsim_pc_offered(s))
+		return -EOPNOTSUPP;
+	if (!p->active) {
+		ret->initial_bytes = (uint64_t)s->wb.n * BLK_ENTRY;
+		return 0;
+	}
+	ret->initial_bytes = (uint64_t)(p->nlist - p->dirty) * BLK_ENTRY;
+	ret->dirty_bytes = (uint64_t)p->dirty * BLK_ENTRY;
+	ret->rounds = p->rounds;
+	ret->flags = VHOST_VDPA_PRECOPY_ACTIVE;
+	return 0;
+}
+
+static uint64_t pc_new_id(void)
+{
+	struct timespec ts;
+	uint64_t v;
+
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) == (ssize_t)sizeof(v) && v)
+		return v;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return vsim_pc_keyhash((uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 32);
+}
+
+/* Round 0: every slot goes out, none is listed for later yet. */
+static int pc_begin(struct vsim *s)
+{
+	struct vsim_pc_src *p = &s->pcs;
+
+	if (!p->mark) {
+		p->mark = calloc(VSIM_WB_MAX, 1);
+		p->list = malloc(VSIM_WB_MAX * sizeof(*p->list));
+		if (!p->mark || !p->list) {
+			free(p->mark);
+			free(p->list);
+			p->mark = NULL;
+			p->list = NULL;
+			return -ENOMEM;
+		}
+	}
+	memset(p->mark, PC_NONE, VSIM_WB_MAX);
+	p->datahash = 0;	/* pc_save() adds every entry as it sends it */
+	p->id = pc_new_id();
+	p->rounds = p->nlist = p->dirty = 0;
+	p->reset = true;	/* the destination starts from nothing */
+	return 0;
+}
+
+/*
+ * One round (final: the STOPPED save's rest, with the counters, which
+ * ends the pre-copy). Taken at SET time in the device's thread: writes
+ * after it are listed for the next round.
+ */
+static int pc_save(struct vsim *s, bool final, uint8_t **ret_buf,
+		   size_t *ret_len)
+{
+	struct vsim_pc_src *p = &s->pcs;
+	size_t stats_len = 8 + (size_t)s->nvqs * STATS_WORDS * 8;
+	bool first = !p->active;
+	uint32_t k, i, nsec = final ? 4 : 3, crc;
+	size_t blk_len, total;
+	struct wbuf w;
+	int r;
+
+	if (first && (r = pc_begin(s)) < 0)
+		return r;
+	k = first ? s->wb.n : p->nlist;
+	blk_len = 16 + (size_t)k * BLK_ENTRY;
+	total = ST_HDR + ST_SEC_HDR + 24 + ST_SEC_HDR + ROUND_LEN +
+		ST_SEC_HDR + blk_len + (final ? ST_SEC_HDR + stats_len : 0);
+	w.p = buf_alloc(total, total);
+	if (!w.p)
+		return -ENOMEM;
+	w.len = 0;
+	put32(&w, ST_MAGIC);
+	put16(&w, ST_VERSION);
+	put16(&w, ST_HDR);
+	put32(&w, 0);
+	put32(&w, nsec);
+	put64(&w, total);
+	put64(&w, 0);
+	sec(&w, SEC_CONFIG, 24);
+	put32(&w, s->o.type);
+	put32(&w, s->nvqs);
+	put32(&w, 0);
+	put32(&w, 0);
+	put64(&w, s->o.capacity);
+	if (final) {
+		sec(&w, SEC_STATS, (uint32_t)stats_len);
+		put32(&w, s->nvqs);
+		put32(&w, 0);
+		for (i = 0; i < s->nvqs; i++) {
+			const struct vsim_queue_stats *q = &s->vq[i].st;
+
+			put64(&w, q->requests);
+			put64(&w, q->bytes);
+			put64(&w, q->drops);
+			put64(&w, q->overruns);
+			put64(&w, q->errors);
+		}
+	}
+	sec(&w, SEC_ROUND, ROUND_LEN);
+	put16(&w, ROUND_VERSION);
+	put16(&w, (uint16_t)((final ? ROUND_F_FINAL : 0) |
+			     (p->reset ? ROUND_F_RESET : 0)));
+	put32(&w, p->rounds);
+	put64(&w, p->id);
+	put64(&w, s->wb.n);
+	put64(&w, s->wb.keyhash);
+	/* round 0: the hash of everything, made as it is copied below */
+	if (first)
+		for (i = 0; i < k; i++)
+			p->datahash += vsim_pc_datahash(s->wb.slot_sector[i],
+							vsim_wb_slot(s, i));
+	put64(&w, p->datahash);
+	sec(&w, SEC_BLK, (uint32_t)blk_len);
+	put64(&w, k);
+	put64(&w, s->flushes);
+	for (i = 0; i < k; i++) {
+		uint32_t slot = first ? i : p->list[i];
+
+		put64(&w, s->wb.slot_sector[slot]);
+		put(&w, vsim_wb_slot(s, slot), VSIM_SECTOR);
+		p->mark[slot] = PC_CLEAN;
+	}
+	crc = htole32(crc32c(0, w.p, w.len));
+	memcpy(w.p + ST_CRC_OFF, &crc, 4);
+	vsim_log(s, LOG_INFO, "pre-copy %s %u: %u entries", final ? "final" :
+		 "round", p->rounds, k);
+	p->nlist = p->dirty = 0;
+	p->reset = false;
+	p->rounds++;
+	p->active = true;
+	if (final)
+		vsim_pc_end_src(s);
+	*ret_buf = w.p;
+	*ret_len = w.len;
+	return 0;
+}
+
+/*
+ * Is round rnd of pre-copy id the one this destination expects? -EALREADY
+ * after the final one, -EXDEV another device's (another pre-copy's),
+ * -EILSEQ out of order or repeated.
+ */
+static int pc_order(const struct vsim *s, uint64_t id, uint32_t rnd,
+		    bool final)
+{
+	const struct vsim_pc_dst *d = &s->pcd;
+
+	if (d->final)
+		return -EALREADY;
+	/* round 0 starts a pre-copy; a final needs one started */
+	if (!d->active)
+		return rnd == 0 && !final ? 0 : -EILSEQ;
+	if (id != d->id)
+		return -EXDEV;
+	return rnd == d->next ? 0 : -EILSEQ;
+}
+
+/* Validated sections of a round (or of the final rest): check, apply. */
+static int pc_load(struct vsim *s, const uint8_t *const *sp,
+		   const uint32_t *sl, bool precopy)
+{
+	const uint8_t *rd = sp[SEC_ROUND], *blk = sp[SEC_BLK];
+	uint64_t id, want_n, want_h, want_d, n, h, dh, cnt, i;
+	uint16_t flags;
+	uint32_t rnd;
+	int r;
+
+	if (!rd)
+		return -EINVAL;		/* a PRECOPY load that is not a round */
+	if (sl[SEC_ROUND] != ROUND_LEN)
+		return -EINVAL;
+	if (get16(rd) != ROUND_VERSION)
+		return -EPROTO;
+	flags = get16(rd + 2);
+	rnd = get32(rd + 4);
+	id = get64(rd + 8);
+	want_n = get64(rd + 16);
+	want_h = get64(rd + 24);
+	want_d = get64(rd + 32);
+	/* rounds while running, the final one with the STOPPED phase */
+	if ((flags & ~(ROUND_F_FINAL | ROUND_F_RESET)) ||
+	    !!(flags & ROUND_F_FINAL) == precopy || want_n > VSIM_WB_MAX)
+		return -EINVAL;
+	if (!s->wb.keys)
+		return -EOPNOTSUPP;	/* no cache to hold rounds */
+	r = pc_order(s, id, rnd, flags & ROUND_F_FINAL);
+	if (r < 0)
+		return r;
+	/*
+	 * The cache this round makes must be the source's: its entry count,
+	 * its sector set and the bytes of every entry.
+	 */
+	cnt = get64(blk);
+	n = flags & ROUND_F_RESET ? 0 : s->wb.n;
+	h = flags & ROUND_F_RESET ? 0 : s->wb.keyhash;
+	dh = flags & ROUND_F_RESET ? 0 : s->pcd.datahash;
+	for (i = 0; i < cnt; i++) {
+		const uint8_t *e = blk + 16 + i * BLK_ENTRY;
+		uint64_t sector = get64(e);
+		const uint8_t *old = flags & ROUND_F_RESET ? NULL :
+				     vsim_wb_find(s, sector);
+
+		if (!old) {
+			n++;
+			h += vsim_pc_keyhash(sector);
+		} else {
+			dh -= vsim_pc_datahash(sector, old);
+		}
+		dh += vsim_pc_datahash(sector, e + 8);
+	}
+	if (n != want_n || h != want_h || dh != want_d)
+		return -EBADE;
+	/* checked: apply */
+	if (flags & ROUND_F_RESET)
+		vsim_wb_clear(s);
+	for (i = 0; i < cnt; i++) {
+		const uint8_t *e = blk + 16 + i * BLK_ENTRY;
+		uint8_t *c = vsim_wb_insert(s, get64(e));
+
+		if (!c)
+			return -ENOSPC;	/* cannot be: n <= VSIM_WB_MAX */
+		memcpy(c, e + 8, VSIM_SECTOR);
+	}
+	s->pcd.active = true;
+	s->pcd.id = id;
+	s->pcd.next = rnd + 1;
+	s->pcd.datahash = dh;
+	if (flags & ROUND_F_FINAL) {
+		for (i = 0; i < s->nvqs; i++) {
+			const uint8_t *q = sp[SEC_STATS] + 8 +
+					   i * STATS_WORDS * 8;
+
+			s->vq[i].st.requests = get64(q);
+			s->vq[i].st.bytes = get64(q + 8);
+			s->vq[i].st.drops = get64(q + 16);
+			s->vq[i].st.overruns = get64(q + 24);
+			s->vq[i].st.errors = get64(q + 32);
+		}
+		s->flushes = get64(blk + 8);
+		s->pcd.active = false;
+		s->pcd.final = true;
+	}
+	vsim_log(s, LOG_INFO, "pre-copy %s %u applied: %llu entries, cache %u",
+		 flags & ROUND_F_FINAL ? "final" : "round", rnd,
+		 (unsigned long long)cnt, s->wb.n);
+	return 0;
 }

@@ -240,16 +240,25 @@ int vsim_iotlb_msg(struct vsim *s, const struct vhost_msg_v2 *msg)
 	else if (!s->as_exists)
 		return -EINVAL;
 	switch (msg->iotlb.type) {
-	case VHOST_IOTLB_UPDATE:
-		return iotlb_update(s, &msg->iotlb);
+	case VHOST_IOTLB_UPDATE: {
+		int r = iotlb_update(s, &msg->iotlb);
+
+		/* vhost_vdpa_map(): set_map() sends the whole table again */
+		if (!r && !s->in_batch)
+			s->maps_dropped = false;
+		return r;
+	}
 	case VHOST_IOTLB_INVALIDATE:
 		iotlb_invalidate(s, msg->iotlb.iova, msg->iotlb.size);
+		if (!s->in_batch)
+			s->maps_dropped = false;
 		return 0;
 	case VHOST_IOTLB_BATCH_BEGIN:
 		s->in_batch = true;
 		return 0;
 	case VHOST_IOTLB_BATCH_END:
 		s->in_batch = false;
+		s->maps_dropped = false;
 		return 0;
 	default:
 		return -EINVAL;
@@ -307,6 +316,7 @@ void vsim_vq_reset(struct vsim_vq *vq, uint32_t num)
 	vq->last_avail = vq->avail_cache = 0;
 	vq->used_idx = vq->used_pub = 0;
 	vq->resolved = false;
+	vq->addr_pending = false;
 	vq->desc = NULL;
 	vq->avail = NULL;
 	vq->used = NULL;
@@ -452,6 +462,9 @@ int vsim_vq_pop(struct vsim *s, struct vsim_vq *vq, struct vsim_chain *c)
 	uint16_t head;
 	int r;
 
+	/* vdpa_sim after a map-cleaning reset: its reads fail, quietly */
+	if (s->maps_dropped)
+		return 0;
 	if (!vq->resolved && vq_resolve(s, vq) < 0)
 		return -EIO;
 	if (vq->avail_cache == vq->last_avail) {
