@@ -201,6 +201,63 @@ VDPA_EXPORT void vdpa_mig_src_abandon(struct vdpa_mig_src *m);
 /* Frees m; a source still suspended and not committed is rolled back. */
 VDPA_EXPORT void vdpa_mig_src_free(struct vdpa_mig_src *m);
 
+/* ---- pre-copy (PROPOSAL, docs/migration.md "Pre-copy") ------------------- */
+
+/*
+ * While the source runs, its device's own state goes out in rounds: the
+ * first carries all of it, each later one what changed since the one
+ * before; the switchover's state then carries only the rest. Needs the
+ * device-state extension with VHOST_BACKEND_F_DEVICE_STATE_PRECOPY on
+ * both devices and RESUME on the source (its rollback cannot reload a
+ * state that holds only the rest). The front-end decides when to stop,
+ * from the pending estimate (as VFIO_MIG_GET_PRECOPY_INFO).
+ */
+struct vdpa_mig_precopy_info {
+	uint64_t initial_bytes;	/* never sent yet (before round 0: all) */
+	uint64_t dirty_bytes;	/* sent, then changed: to be sent again */
+	uint32_t rounds;	/* rounds taken by this migration */
+	uint64_t sent_bytes;	/* bytes of those rounds */
+};
+
+/*
+ * The source device's pending estimate, asked now. -EOPNOTSUPP (err says
+ * why) when the source cannot pre-copy.
+ */
+VDPA_EXPORT int vdpa_mig_src_precopy_info(struct vdpa_mig_src *m,
+					  struct vdpa_mig_precopy_info *ret,
+					  char *err, size_t errlen);
+/*
+ * One round, while the source runs (before vdpa_mig_src_switchover):
+ * *ret_buf (malloc'd, the caller frees it) is the round for
+ * vdpa_mig_dst_precopy_apply(), framed and CRC'd; *ret_pending (may be
+ * NULL) the bytes changed since it was taken. A failure leaves the source
+ * running; later rounds of this migration are then refused (-ESTALE), the
+ * switchover carries the whole state.
+ */
+VDPA_EXPORT int vdpa_mig_src_precopy_round(struct vdpa_mig_src *m,
+					   void **ret_buf, size_t *ret_len,
+					   uint64_t *ret_pending, char *err,
+					   size_t errlen);
+/*
+ * Enough rounds? Asks the source device's estimate now (*ret_pending, may
+ * be NULL) and answers true when it is at most threshold bytes (0: 1 MiB),
+ * when max_rounds were taken (0: 16), or when it did not shrink since the
+ * previous call after the second round (writes outpace the rounds: more
+ * would not shorten the downtime). True too when the estimate cannot be
+ * had: the switchover then says why. The rule vdpa_migrate() uses.
+ */
+VDPA_EXPORT bool vdpa_mig_src_precopy_done(struct vdpa_mig_src *m,
+					   uint64_t threshold,
+					   uint32_t max_rounds,
+					   uint64_t *ret_pending);
+/*
+ * The rounds did not reach the destination's device (it cannot take
+ * them, or refused one and stays): the source's device forgets them and
+ * the switchover carries the whole state, which replaces whatever the
+ * destination had. No more rounds in this migration.
+ */
+VDPA_EXPORT int vdpa_mig_src_precopy_abort(struct vdpa_mig_src *m);
+
 /* ---- destination half -------------------------------------------------- */
 
 struct vdpa_mig_dst;
@@ -268,6 +325,17 @@ VDPA_EXPORT int vdpa_mig_dst_verdict(struct vdpa_mig_dst *m, int result,
 				     size_t *ret_len);
 VDPA_EXPORT const struct vdpa_mig_times *vdpa_mig_dst_times(
 	const struct vdpa_mig_dst *m);
+/*
+ * A pre-copy round (vdpa_mig_src_precopy_round) into the prepared
+ * destination, before its state: checked whole (framing, CRC, the next
+ * round of the same migration, then the device's own checks) before any
+ * of it is applied. -EBADMSG corrupt, -EXDEV another migration's round,
+ * -EILSEQ out of order or repeated, -EALREADY after the final state,
+ * -EOPNOTSUPP no pre-copy on this device; err says which.
+ */
+VDPA_EXPORT int vdpa_mig_dst_precopy_apply(struct vdpa_mig_dst *m,
+					   const void *buf, size_t len,
+					   char *err, size_t errlen);
 VDPA_EXPORT void vdpa_mig_dst_free(struct vdpa_mig_dst *m);
 
 /* ---- both in one process ------------------------------------------------ */
@@ -294,6 +362,22 @@ struct vdpa_mig_opts {
 	int (*restore_class)(struct vdpa_dev *dev, const struct vdpa_state *s,
 			     void *opaque);	/* as vdpa_mig_dst_opts */
 	void *opaque;
+	/*
+	 * Pre-copy rounds before the switchover when both devices can
+	 * (else none: res->precopy false). Rounds stop as
+	 * vdpa_mig_src_precopy_done() says with precopy_threshold and
+	 * precopy_max_rounds, or after precopy_max_ms (0: 30 s).
+	 */
+	bool precopy;
+	uint64_t precopy_threshold;
+	uint32_t precopy_max_rounds;
+	uint32_t precopy_max_ms;
+	/*
+	 * Called after each round was applied, with the estimate then (may
+	 * be NULL). Non-zero: no more rounds, switch over now.
+	 */
+	int (*precopy_progress)(const struct vdpa_mig_precopy_info *info,
+				void *opaque);
 };
 
 struct vdpa_mig_result {
@@ -302,6 +386,10 @@ struct vdpa_mig_result {
 	size_t state_bytes;
 	bool rolled_back;	/* failed after SUSPEND; the source runs */
 	bool direct;		/* the device state went device to device */
+	bool precopy;		/* both could: pre-copy rounds were run */
+	uint32_t precopy_rounds;
+	uint64_t precopy_bytes;	/* bytes of the rounds */
+	uint64_t precopy_pending;	/* the estimate when they stopped */
 };
 
 /*

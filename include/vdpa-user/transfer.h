@@ -23,6 +23,12 @@ extern "C" {
 #define VDPA_TRANSFER_SAVE		0	/* back-end -> front-end */
 #define VDPA_TRANSFER_LOAD		1	/* front-end -> back-end */
 #define VDPA_TRANSFER_PHASE_STOPPED	0
+/*
+ * PROPOSAL (docs/uapi-proposal.md, "Pre-copy"): the device runs and the
+ * blob is one pre-copy round (vdpa_mig_src_precopy_round()), not a state.
+ * Same number as VHOST_TRANSFER_STATE_PHASE_PRECOPY.
+ */
+#define VDPA_TRANSFER_PHASE_PRECOPY	0x80000001u
 
 struct vdpa_transfer;
 
@@ -34,8 +40,10 @@ struct vdpa_transfer_opts {
 };
 
 /*
- * SET_DEVICE_STATE_FD. direction VDPA_TRANSFER_SAVE or _LOAD; phase must be
- * VDPA_TRANSFER_PHASE_STOPPED (-EOPNOTSUPP otherwise). fd is the channel
+ * SET_DEVICE_STATE_FD. direction VDPA_TRANSFER_SAVE or _LOAD; phase
+ * VDPA_TRANSFER_PHASE_STOPPED, or _PRECOPY for a pre-copy round (LOAD:
+ * CHECK verifies the round's framing and CRC, vdpa_transfer_take_round()
+ * hands it over); -EOPNOTSUPP otherwise. fd is the channel
  * and the library takes it over, also on failure (as a vhost-user back-end
  * receives it over the socket); fd < 0 asks the library for its own: *ret_fd then is a pipe end for the caller (read end
  * on SAVE, write end on LOAD), else -1, as the vhost-user reply's bit 8.
@@ -61,6 +69,13 @@ VDPA_EXPORT int vdpa_transfer_check(struct vdpa_transfer *t);
 VDPA_EXPORT const char *vdpa_transfer_error(const struct vdpa_transfer *t);
 VDPA_EXPORT struct vdpa_state *vdpa_transfer_take_state(
 	struct vdpa_transfer *t);
+/*
+ * After a successful PRECOPY LOAD check: the round as received (malloc'd,
+ * the caller frees it), for vdpa_mig_dst_precopy_apply(). -ENODATA for
+ * anything else or the second time.
+ */
+VDPA_EXPORT int vdpa_transfer_take_round(struct vdpa_transfer *t,
+					 void **ret_buf, size_t *ret_len);
 /* Bytes moved so far. */
 VDPA_EXPORT size_t vdpa_transfer_bytes(const struct vdpa_transfer *t);
 /* Ends the transfer (a running one is stopped) and frees it. */

@@ -229,9 +229,20 @@ struct vdpa_mem;
 /* size is rounded up to the page size. Errors: -EINVAL, -ENOMEM, -EMFILE. */
 VDPA_EXPORT int vdpa_mem_create(size_t size, uint64_t iova,
 				struct vdpa_mem **ret_mem);
-/* Adopt an existing memfd (takes ownership of fd, also on failure). */
+/*
+ * Adopt an existing memfd (takes ownership of fd, also on failure). A
+ * file shorter than size is grown to it, a longer one left as it is.
+ */
 VDPA_EXPORT int vdpa_mem_create_from_fd(int fd, size_t size, uint64_t iova,
 					struct vdpa_mem **ret_mem);
+/*
+ * The same for the part of fd from offset (page-aligned) on: a guest RAM
+ * region that does not start its file (vhost-user mmap_offset). The file
+ * must reach offset + size; it is never resized (-EINVAL).
+ */
+VDPA_EXPORT int vdpa_mem_create_from_fd_at(int fd, uint64_t offset,
+					   size_t size, uint64_t iova,
+					   struct vdpa_mem **ret_mem);
 VDPA_EXPORT void vdpa_mem_destroy(struct vdpa_mem *mem);
 VDPA_EXPORT void *vdpa_mem_base(const struct vdpa_mem *mem);
 VDPA_EXPORT size_t vdpa_mem_size(const struct vdpa_mem *mem);

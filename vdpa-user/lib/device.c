@@ -102,8 +102,12 @@ static void shadow_update(struct vdpa_dev *dev, unsigned long request,
 	case VHOST_VDPA_SET_STATUS:
 		s->status = *(const uint8_t *)arg;
 		s->status_known = false;	/* until it is read back */
-		/* a kernel reset drops the IOTLB unless it persists */
-		if (s->status == 0 && dev->ops == &kernel_transport &&
+		/*
+		 * A reset drops the IOTLB unless it persists: Linux's, and
+		 * vdpa-sim's kernel personalities (a remap of a simulator
+		 * that kept its maps costs two messages per region).
+		 */
+		if (s->status == 0 &&
 		    !(s->backend_features &
 		      (1ULL << VHOST_BACKEND_F_IOTLB_PERSIST)))
 			s->remap_pending = true;

@@ -120,4 +120,7 @@ const struct vdpa_dev_shadow *vdpa_dev_shadow(const struct vdpa_dev *dev);
  */
 int mem_remap_all(struct vdpa_dev *dev);
 
+/* Where mem starts in its fd (vdpa_mem_create_from_fd_at()), else 0. */
+uint64_t mem_fd_offset(const struct vdpa_mem *mem);
+
 #endif

@@ -17,6 +17,7 @@ struct vdpa_mem {
 	void *base;
 	size_t size;
 	uint64_t iova;
+	uint64_t offset;	/* of the region in fd */
 	size_t used;		/* bump allocator cursor */
 };
 
@@ -27,8 +28,13 @@ static size_t page_round(size_t size)
 	return (size + pg - 1) & ~(pg - 1);
 }
 
-int vdpa_mem_create_from_fd(int fd, size_t size, uint64_t iova,
-			    struct vdpa_mem **ret_mem)
+/*
+ * grow: a file shorter than offset + size is grown to it (a memfd this
+ * process just made); otherwise it must be that long already: the
+ * region belongs to someone else's file, which is never resized.
+ */
+static int mem_adopt(int fd, uint64_t offset, size_t size, uint64_t iova,
+		     bool grow, struct vdpa_mem **ret_mem)
 {
 	struct vdpa_mem *m;
 	struct stat st;
@@ -40,7 +46,9 @@ int vdpa_mem_create_from_fd(int fd, size_t size, uint64_t iova,
 	}
 	size = page_round(size);
 	/* the rounded region must not wrap past 2^64 (it may end at 2^64-1) */
-	if (!size || size - 1 > UINT64_MAX - iova) {
+	if (!size || size - 1 > UINT64_MAX - iova ||
+	    offset & ((uint64_t)sysconf(_SC_PAGESIZE) - 1) ||
+	    offset > (uint64_t)INT64_MAX - size) {
 		err = -EINVAL;
 		goto err_close_fd;
 	}
@@ -48,16 +56,23 @@ int vdpa_mem_create_from_fd(int fd, size_t size, uint64_t iova,
 		err = -errno;
 		goto err_close_fd;
 	}
-	if ((uint64_t)st.st_size < size && ftruncate(fd, (off_t)size) < 0) {
-		err = -errno;
-		goto err_close_fd;
+	if ((uint64_t)st.st_size < offset + size) {
+		if (!grow) {
+			err = -EINVAL;
+			goto err_close_fd;
+		}
+		if (ftruncate(fd, (off_t)(offset + size)) < 0) {
+			err = -errno;
+			goto err_close_fd;
+		}
 	}
 	m = calloc(1, sizeof(*m));
 	if (!m) {
 		err = -ENOMEM;
 		goto err_close_fd;
 	}
-	m->base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	m->base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+		       (off_t)offset);
 	if (m->base == MAP_FAILED) {
 		err = -errno;
 		free(m);
@@ -66,6 +81,7 @@ int vdpa_mem_create_from_fd(int fd, size_t size, uint64_t iova,
 	m->fd = fd;
 	m->size = size;
 	m->iova = iova;
+	m->offset = offset;
 	*ret_mem = m;
 	return 0;
 
@@ -73,6 +89,23 @@ err_close_fd:
 	if (fd >= 0)
 		close(fd);
 	return err;
+}
+
+int vdpa_mem_create_from_fd(int fd, size_t size, uint64_t iova,
+			    struct vdpa_mem **ret_mem)
+{
+	return mem_adopt(fd, 0, size, iova, true, ret_mem);
+}
+
+uint64_t mem_fd_offset(const struct vdpa_mem *mem)
+{
+	return mem->offset;
+}
+
+int vdpa_mem_create_from_fd_at(int fd, uint64_t offset, size_t size,
+			       uint64_t iova, struct vdpa_mem **ret_mem)
+{
+	return mem_adopt(fd, offset, size, iova, false, ret_mem);
 }
 
 int vdpa_mem_create(size_t size, uint64_t iova, struct vdpa_mem **ret_mem)
@@ -209,7 +242,7 @@ int vdpa_mem_map(struct vdpa_dev *dev, struct vdpa_mem *mem)
 	}
 	add.m.uaddr = (uint64_t)(uintptr_t)mem->base;
 	add.m.size = mem->size;
-	add.m.offset = 0;
+	add.m.offset = mem->offset;
 	add.fd = mem->fd;
 	err = vdpa_dev_call(dev, VSIM_REQ_ADD_MEM, &add);
 	if (err < 0)
@@ -244,7 +277,7 @@ int vdpa_mem_unmap(struct vdpa_dev *dev, struct vdpa_mem *mem)
 		return err;
 	del.uaddr = (uint64_t)(uintptr_t)mem->base;
 	del.size = mem->size;
-	del.offset = 0;
+	del.offset = mem->offset;
 	err = vdpa_dev_call(dev, VSIM_REQ_DEL_MEM, &del);
 	dev->mapped[slot] = NULL;
 	return err;

@@ -25,6 +25,7 @@
 #include "device.h"
 #include "log.h"
 #include "netcls.h"
+#include "precopy.h"
 #include "state-int.h"
 
 #define VERDICT_MAGIC	0x31445256u	/* "VRD1" */
@@ -125,6 +126,7 @@ struct vdpa_mig_src {
 	void *flat;		/* vdpa_mig_src_blob(), made on demand */
 	bool direct;		/* the device state goes device to device */
 	enum src_phase phase;
+	struct mig_pc_src pc;	/* pre-copy rounds taken (precopy.c) */
 };
 
 int vdpa_mig_src_new(struct vdpa_dev *dev, const struct vdpa_mig_src_opts *o,
@@ -652,6 +654,9 @@ void vdpa_mig_src_free(struct vdpa_mig_src *m)
 			vdpa_log(LOG_ERR, "%s: rollback on free: %s",
 				 vdpa_dev_name(m->s.dev), rb);
 	}
+	/* never switched over: the device stops tracking what it sent */
+	if (m->phase == SRC_RUNNING)
+		precopy_src_end(m->s.dev, &m->pc);
 	side_fini(&m->s);
 	vdpa_state_free(m->saved);
 	free(m->head);
@@ -668,6 +673,7 @@ struct vdpa_mig_dst {
 	struct vdpa_dev *device_from;	/* the direct source, in one process */
 	size_t device_len;		/* bytes it sent */
 	bool started;
+	struct mig_pc_dst pc;		/* pre-copy rounds applied */
 };
 
 int vdpa_mig_dst_new(struct vdpa_dev *dev, const struct vdpa_mig_dst_opts *o,
@@ -921,6 +927,114 @@ void vdpa_mig_dst_free(struct vdpa_mig_dst *m)
 	free(m);
 }
 
+/* ---- pre-copy ------------------------------------------------------------- */
+
+int vdpa_mig_src_precopy_info(struct vdpa_mig_src *m,
+			      struct vdpa_mig_precopy_info *ret, char *err,
+			      size_t errlen)
+{
+	if (!m || !ret) {
+		vdpa_say(err, errlen, "no migration");
+		return -EINVAL;
+	}
+	return precopy_src_info(m->s.dev, &m->pc, ret, err, errlen);
+}
+
+int vdpa_mig_src_precopy_round(struct vdpa_mig_src *m, void **ret_buf,
+			       size_t *ret_len, uint64_t *ret_pending,
+			       char *err, size_t errlen)
+{
+	if (!m || !ret_buf || !ret_len) {
+		vdpa_say(err, errlen, "no migration");
+		return -EINVAL;
+	}
+	if (m->phase != SRC_RUNNING) {
+		vdpa_say(err, errlen, "%s: pre-copy rounds come before the "
+		    "switchover", vdpa_dev_name(m->s.dev));
+		return -EALREADY;
+	}
+	return precopy_src_round(m->s.dev, m->s.cap, &m->pc, ret_buf, ret_len,
+				 ret_pending, err, errlen);
+}
+
+bool vdpa_mig_src_precopy_done(struct vdpa_mig_src *m, uint64_t threshold,
+			       uint32_t max_rounds, uint64_t *ret_pending)
+{
+	if (!m || m->phase != SRC_RUNNING) {
+		if (ret_pending)
+			*ret_pending = 0;
+		return true;
+	}
+	return precopy_src_done(m->s.dev, &m->pc, threshold, max_rounds,
+				ret_pending);
+}
+
+int vdpa_mig_src_precopy_abort(struct vdpa_mig_src *m)
+{
+	if (!m || m->phase != SRC_RUNNING)
+		return -EINVAL;
+	precopy_src_end(m->s.dev, &m->pc);
+	m->pc.failed = true;
+	return 0;
+}
+
+int vdpa_mig_dst_precopy_apply(struct vdpa_mig_dst *m, const void *buf,
+			       size_t len, char *err, size_t errlen)
+{
+	if (!m) {
+		vdpa_say(err, errlen, "no migration");
+		return -EINVAL;
+	}
+	return precopy_dst_apply(m->s.dev, &m->pc, m->state || m->started, buf,
+				 len, err, errlen);
+}
+
+/*
+ * Rounds source to destination while the source runs, until the pending
+ * estimate, the round count or the time says stop. A failure stops
+ * nothing: the source never stopped.
+ */
+static int precopy_rounds(struct vdpa_mig_src *s, struct vdpa_mig_dst *d,
+			  const struct vdpa_mig_opts *o,
+			  struct vdpa_mig_result *rr, char *err, size_t errlen)
+{
+	uint64_t ms = o->precopy_max_ms ? o->precopy_max_ms : 30000;
+	uint64_t t0 = vdpa_now_ns(), pending = 0;
+	bool stop = false;
+	int r;
+
+	rr->precopy = true;
+	do {
+		void *buf = NULL;
+		size_t len = 0;
+
+		r = vdpa_mig_src_precopy_round(s, &buf, &len, &pending, err,
+					       errlen);
+		if (!r)
+			r = vdpa_mig_dst_precopy_apply(d, buf, len, err, errlen);
+		free(buf);
+		if (r < 0)
+			return r;
+		rr->precopy_rounds++;
+		rr->precopy_bytes += len;
+		if (o->precopy_progress) {
+			struct vdpa_mig_precopy_info pi;
+
+			r = vdpa_mig_src_precopy_info(s, &pi, err, errlen);
+			if (r < 0)
+				return r;
+			if (o->precopy_progress(&pi, o->opaque))
+				stop = true;
+		}
+		/* what the front-end did in between counts too */
+		if (vdpa_mig_src_precopy_done(s, o->precopy_threshold,
+					      o->precopy_max_rounds, &pending))
+			stop = true;
+		rr->precopy_pending = pending;
+	} while (!stop && vdpa_now_ns() - t0 < ms * 1000000u);
+	return 0;
+}
+
 /* ---- in one process ------------------------------------------------------ */
 
 /* Driver memory the library mapped into src, mapped into dst too. */
@@ -1080,6 +1194,16 @@ int vdpa_migrate(struct vdpa_dev *src, struct vdpa_dev *dst,
 	}
 	if (r < 0)
 		goto err_reset_dst;
+	/* while the source runs on: its state in rounds, if both can */
+	if (o && o->precopy && precopy_src_can(src, NULL, 0) == 0 &&
+	    precopy_dst_can(dst)) {
+		r = precopy_rounds(s, d, o, &rr, err, errlen);
+		if (r < 0) {
+			say_more(err, errlen, "%s never stopped",
+				 vdpa_dev_name(src));
+			goto err_reset_dst;
+		}
+	}
 	/* the guest's eventfds move with the rings */
 	for (i = 0; i < VDPA_STATE_MAX_QUEUES && i < VDPA_MAX_VQS; i++) {
 		const struct vdpa_vq_shadow *v = &src->shadow.vq[i];

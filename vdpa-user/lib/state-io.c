@@ -28,6 +28,7 @@
 
 #define STATE_IO_TIMEOUT_MS	10000
 #define SMALL		65536u		/* first read buffer */
+#define MID		(1u << 20)	/* then this, before the large path */
 #define HUGE_SZ		(2u << 20)
 #define AHEAD		(8u << 20)	/* populated ahead of the data */
 #ifndef MADV_POPULATE_WRITE
@@ -99,6 +100,22 @@ static int read_to_eof(int fd, size_t cap, void **ret_buf, size_t *ret_len)
 			if (sz > cap) {
 				err = -EFBIG;
 				goto err_free;
+			}
+			/*
+			 * Up to 1 MiB (what a pre-copy leaves for the
+			 * downtime) a plain buffer: the large path's
+			 * address space and helper thread cost more than
+			 * the copy here.
+			 */
+			if (sz == SMALL && cap + 1 > MID) {
+				nb = realloc(buf, MID);
+				if (!nb) {
+					err = -ENOMEM;
+					goto err_free;
+				}
+				buf = nb;
+				sz = MID;
+				continue;
 			}
 			if (posix_memalign(&nb, HUGE_SZ, cap + 1)) {
 				err = -ENOMEM;
@@ -257,9 +274,16 @@ static int splice_all(int fd, const void *buf, size_t len)
 int state_io_save(struct vdpa_dev *dev, size_t cap, void **ret_buf,
 		  size_t *ret_len)
 {
+	return state_io_save_phase(dev, VHOST_TRANSFER_STATE_PHASE_STOPPED, cap,
+				   ret_buf, ret_len);
+}
+
+int state_io_save_phase(struct vdpa_dev *dev, uint32_t phase, size_t cap,
+			void **ret_buf, size_t *ret_len)
+{
 	struct vhost_vdpa_device_state_fd a = {
 		.direction = VHOST_TRANSFER_STATE_DIRECTION_SAVE,
-		.phase = VHOST_TRANSFER_STATE_PHASE_STOPPED,
+		.phase = phase,
 	};
 	int pfd[2], rfd, err, err2;
 	void *buf = NULL;
@@ -295,9 +319,16 @@ int state_io_save(struct vdpa_dev *dev, size_t cap, void **ret_buf,
 
 int state_io_load(struct vdpa_dev *dev, const void *buf, size_t len)
 {
+	return state_io_load_phase(dev, VHOST_TRANSFER_STATE_PHASE_STOPPED, buf,
+				   len);
+}
+
+int state_io_load_phase(struct vdpa_dev *dev, uint32_t phase, const void *buf,
+			size_t len)
+{
 	struct vhost_vdpa_device_state_fd a = {
 		.direction = VHOST_TRANSFER_STATE_DIRECTION_LOAD,
-		.phase = VHOST_TRANSFER_STATE_PHASE_STOPPED,
+		.phase = phase,
 	};
 	int pfd[2], wfd, err, err2;
 

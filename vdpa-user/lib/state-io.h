@@ -4,6 +4,7 @@
 #define VDPA_LIB_STATE_IO_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct vdpa_dev;
 
@@ -18,6 +19,12 @@ int state_io_save(struct vdpa_dev *dev, size_t cap, void **ret_buf,
 
 /* Write len bytes of device state into the device (LOAD, then CHECK). */
 int state_io_load(struct vdpa_dev *dev, const void *buf, size_t len);
+
+/* Both with another phase (VHOST_TRANSFER_STATE_PHASE_PRECOPY: a round). */
+int state_io_save_phase(struct vdpa_dev *dev, uint32_t phase, size_t cap,
+			void **ret_buf, size_t *ret_len);
+int state_io_load_phase(struct vdpa_dev *dev, uint32_t phase, const void *buf,
+			size_t len);
 
 /*
  * The device state of one suspended device straight into another: SAVE

@@ -17,6 +17,7 @@
 
 #include "io.h"
 #include "log.h"
+#include "precopy.h"
 #include "state-int.h"
 #include "state-io.h"
 
@@ -48,6 +49,7 @@ struct vdpa_transfer {
 	struct prefault *pf;	/* LOAD: faulting the buffer in ahead */
 	struct vdpa_state *state;
 	bool loaded;		/* LOAD decoded and checked */
+	bool precopy;		/* phase PRECOPY: the blob is a round */
 	char err[256];
 };
 
@@ -343,7 +345,8 @@ int transfer_set_fd_iov(uint32_t direction, uint32_t phase, int fd,
 			goto err_close_fd;
 		}
 	}
-	if (phase != VDPA_TRANSFER_PHASE_STOPPED) {
+	if (phase != VDPA_TRANSFER_PHASE_STOPPED &&
+	    phase != VDPA_TRANSFER_PHASE_PRECOPY) {
 		err = -EOPNOTSUPP;
 		goto err_close_fd;
 	}
@@ -353,6 +356,7 @@ int transfer_set_fd_iov(uint32_t direction, uint32_t phase, int fd,
 		goto err_close_fd;
 	}
 	t->direction = direction;
+	t->precopy = phase == VDPA_TRANSFER_PHASE_PRECOPY;
 	t->fd = -1;
 	t->cap = opts && opts->cap ? opts->cap : VDPA_STATE_DEFAULT_CAP;
 	if (t->cap > SIZE_MAX - 1)
@@ -470,6 +474,16 @@ int vdpa_transfer_check(struct vdpa_transfer *t)
 				 strerror(-t->result));
 		return t->result;
 	}
+	if (t->direction == VDPA_TRANSFER_LOAD && !t->loaded && t->precopy) {
+		/* a round: its framing here, its content at apply */
+		err = precopy_record_check(t->buf, t->len, t->err,
+					   sizeof(t->err));
+		if (err < 0) {
+			t->result = err;
+			return err;
+		}
+		t->loaded = true;
+	}
 	if (t->direction == VDPA_TRANSFER_LOAD && !t->loaded) {
 		bool crc_ok = t->announced && t->len == t->announced &&
 			      t->crc_upto == t->len - 4;
@@ -507,6 +521,18 @@ struct vdpa_state *vdpa_transfer_take_state(struct vdpa_transfer *t)
 	if (t)
 		t->state = NULL;
 	return s;
+}
+
+int vdpa_transfer_take_round(struct vdpa_transfer *t, void **ret_buf,
+			     size_t *ret_len)
+{
+	if (!t || !ret_buf || !ret_len || !t->precopy || !t->loaded ||
+	    !t->buf)
+		return -ENODATA;
+	*ret_buf = t->buf;
+	*ret_len = t->len;
+	t->buf = NULL;
+	return 0;
 }
 
 size_t vdpa_transfer_bytes(const struct vdpa_transfer *t)
