@@ -30,6 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 
 #include <linux/vhost.h>
 #include <linux/virtio_config.h>
@@ -250,6 +251,132 @@ static void step_iotlb(struct run *r, const char *step, uint8_t type,
 	emit(r, step, call(r, VSIM_REQ_IOTLB_MSG, &m), NULL);
 }
 
+/* Requests the library sent to run_dev's device (vdpa_set_trace()). */
+static struct {
+	const struct vdpa_dev *dev;
+	int requests;
+} traced;
+
+/*
+ * What vhost-vdpa answers a process that is not the owner (live update,
+ * docs/live-update.md): a child forked after SET_OWNER sends each request
+ * on the same fd (Linux compares current->mm with the owner's; the
+ * simulator the sender's SCM_CREDENTIALS pid) and reports the answers
+ * through a pipe. The device is reset and has mem mapped at 1 MiB.
+ */
+#define NOT_OWNER_STEPS 22
+static const char *const not_owner_step[NOT_OWNER_STEPS] = {
+	"not-owner.set-owner", "not-owner.get-device-id",
+	"not-owner.get-status", "not-owner.set-status-0",
+	"not-owner.get-features", "not-owner.get-backend-features",
+	"not-owner.set-backend-features", "not-owner.get-config",
+	"not-owner.get-vqs-count", "not-owner.get-iova-range",
+	"not-owner.suspend", "not-owner.resume-raw", "not-owner.new-owner",
+	"not-owner.set-vring-num", "not-owner.get-vring-base",
+	"not-owner.set-vring-enable", "not-owner.get-vring-group",
+	"not-owner.set-vring-kick-unbind", "not-owner.set-config-call-unbind",
+	"not-owner.iotlb-update", "not-owner.iotlb-invalidate",
+	"not-owner.iotlb-update-size-0",
+};
+
+static void not_owner_child(struct run *r, uint64_t uaddr, int *res)
+{
+	union {
+		struct vhost_vdpa_config c;
+		uint8_t raw[sizeof(struct vhost_vdpa_config) + 8];
+	} cfg = { .raw = { 0 } };
+	struct vhost_vdpa_iova_range range;
+	struct vhost_vring_state st = { .index = 0, .num = r->vq_max };
+	struct vhost_vring_file f = { .index = 0, .fd = -1 };
+	struct vhost_msg_v2 m = { .type = VHOST_IOTLB_MSG_V2 };
+	uint64_t u64 = 1ULL << VHOST_BACKEND_F_IOTLB_MSG_V2 |
+		       1ULL << VHOST_BACKEND_F_IOTLB_BATCH |
+		       1ULL << VHOST_BACKEND_F_SUSPEND;
+	uint32_t u32;
+	uint8_t u8 = 0;
+	int k = 0, minus1 = -1;
+
+	res[k++] = call(r, VHOST_SET_OWNER, NULL);
+	res[k++] = call(r, VHOST_VDPA_GET_DEVICE_ID, &u32);
+	res[k++] = call(r, VHOST_VDPA_GET_STATUS, &u8);
+	u8 = 0;
+	res[k++] = call(r, VHOST_VDPA_SET_STATUS, &u8);
+	res[k++] = call(r, VHOST_GET_FEATURES, &u64);
+	res[k++] = call(r, VHOST_GET_BACKEND_FEATURES, &u64);
+	u64 = 1ULL << VHOST_BACKEND_F_IOTLB_MSG_V2 |
+	      1ULL << VHOST_BACKEND_F_IOTLB_BATCH |
+	      1ULL << VHOST_BACKEND_F_SUSPEND;
+	res[k++] = call(r, VHOST_SET_BACKEND_FEATURES, &u64);
+	cfg.c.len = r->config_size < 8 ? r->config_size : 8;
+	res[k++] = call(r, VHOST_VDPA_GET_CONFIG, &cfg);
+	res[k++] = call(r, VHOST_VDPA_GET_VQS_COUNT, &u32);
+	res[k++] = call(r, VHOST_VDPA_GET_IOVA_RANGE, &range);
+	res[k++] = call(r, VHOST_VDPA_SUSPEND, NULL);
+	res[k++] = call(r, VHOST_VDPA_RESUME, NULL);
+	res[k++] = call(r, VHOST_NEW_OWNER, NULL);
+	res[k++] = call(r, VHOST_SET_VRING_NUM, &st);
+	res[k++] = call(r, VHOST_GET_VRING_BASE, &st);
+	st.num = 0;
+	res[k++] = call(r, VHOST_VDPA_SET_VRING_ENABLE, &st);
+	res[k++] = call(r, VHOST_VDPA_GET_VRING_GROUP, &st);
+	res[k++] = call(r, VHOST_SET_VRING_KICK, &f);
+	res[k++] = call(r, VHOST_VDPA_SET_CONFIG_CALL, &minus1);
+	m.iotlb.type = VHOST_IOTLB_UPDATE;
+	m.iotlb.iova = 0x40000000;
+	m.iotlb.size = 0x1000;
+	m.iotlb.uaddr = uaddr;
+	m.iotlb.perm = VHOST_ACCESS_RW;
+	res[k++] = call(r, VSIM_REQ_IOTLB_MSG, &m);
+	m.iotlb.type = VHOST_IOTLB_INVALIDATE;
+	m.iotlb.iova = 0x100000;
+	res[k++] = call(r, VSIM_REQ_IOTLB_MSG, &m);
+	m.iotlb.type = VHOST_IOTLB_UPDATE;
+	m.iotlb.size = 0;
+	res[k++] = call(r, VSIM_REQ_IOTLB_MSG, &m);
+}
+
+static void run_not_owner(struct run *r, uint64_t uaddr)
+{
+	int res[NOT_OWNER_STEPS + 1], p[2], st = -1, i;
+	ssize_t n = -1;
+	pid_t pid = -1;
+
+	for (i = 0; i <= NOT_OWNER_STEPS; i++)
+		res[i] = -EIO;
+	if (pipe(p) == 0) {
+		fflush(NULL);
+		pid = fork();
+		if (pid == 0) {
+			close(p[0]);
+			res[NOT_OWNER_STEPS] = traced.requests;
+			not_owner_child(r, uaddr, res);
+			/* the child's requests, for the parent's count */
+			res[NOT_OWNER_STEPS] = traced.requests -
+					       res[NOT_OWNER_STEPS];
+			_exit(write(p[1], res, sizeof(res)) == sizeof(res) ?
+			      0 : 1);
+		}
+		close(p[1]);
+		if (pid > 0) {
+			do {
+				n = read(p[0], res, sizeof(res));
+			} while (n < 0 && errno == EINTR);
+			waitpid(pid, &st, 0);
+		}
+		close(p[0]);
+	}
+	if (n != (ssize_t)sizeof(res))
+		for (i = 0; i < NOT_OWNER_STEPS; i++)
+			res[i] = -EIO;	/* the child never answered */
+	else
+		traced.requests += res[NOT_OWNER_STEPS];
+	for (i = 0; i < NOT_OWNER_STEPS; i++)
+		emit(r, not_owner_step[i], res[i], NULL);
+	/* the owner itself: NEW_OWNER is not a request it knows */
+	emit(r, "owner.new-owner-not-offered", call(r, VHOST_NEW_OWNER, NULL),
+	     NULL);
+}
+
 /* The script. Every device type runs the same steps. */
 static void run_script(struct run *r)
 {
@@ -397,6 +524,7 @@ static void run_script(struct run *r)
 	step_get_status(r, "get-status-after-reset");
 	step_vring(r, "get-vring-base-after-reset", VHOST_GET_VRING_BASE, 0,
 		   0, true);
+	run_not_owner(r, mem ? (uint64_t)(uintptr_t)vdpa_mem_base(mem) : 0);
 	if (mem)
 		emit(r, "mem-unmap", vdpa_mem_unmap(r->dev, mem), NULL);
 	vdpa_mem_destroy(mem);
@@ -418,11 +546,6 @@ static const char *answer(const struct answers *out, int first,
 	return NULL;
 }
 
-/* Requests the library sent to run_dev's device (vdpa_set_trace()). */
-static struct {
-	const struct vdpa_dev *dev;
-	int requests;
-} traced;
 
 static void trace_requests(struct vdpa_dev *dev, unsigned long request,
 			   const void *arg, int result, uint64_t ns,

@@ -48,8 +48,13 @@ t1=$(now)
 BUILD=$build "$here/mkinitramfs.sh" "$rig/initramfs.gz" || exit 1
 t2=$(now)
 
-say "booting $kernel (timeout ${VDPA_RIG_TIMEOUT:-300} s)"
-"$here/run-guest.sh" "$kernel" "$rig/initramfs.gz" "$rig/console.log"
+say "booting $kernel (timeout ${VDPA_RIG_TIMEOUT:-900} s)"
+# 6.12: the vdpasim_blk devices share one disk, so that `vdpa-user conform
+# --peer` can migrate blk between two of them (6.1 has no such parameter)
+append=${VDPA_RIG_APPEND:-}
+[ "${KERNEL:-6.1}" = 6.1 ] || append="$append vdpa_sim_blk.shared_backend=1"
+VDPA_RIG_APPEND=$append \
+	"$here/run-guest.sh" "$kernel" "$rig/initramfs.gz" "$rig/console.log"
 rc=$?
 t3=$(now)
 [ $rc = 77 ] && exit 77
@@ -59,13 +64,31 @@ tr -d '\r' <"$rig/console.log" >"$rig/console.txt"
 # (firmware escape codes may precede the first marker on its line)
 sed -n '/@@VDPA-RIG BEGIN/,/^@@VDPA-RIG END/p' "$rig/console.txt" |
 	sed '/^@@VDPA-RIG DIFFERENTIAL BEGIN/,/^@@VDPA-RIG DIFFERENTIAL END/d' |
+	sed '/^@@VDPA-RIG CONFORM BEGIN/,/^@@VDPA-RIG CONFORM END/d' |
 	grep -v '@@VDPA-RIG' >"$rig/guest.tap"
+# vdpa-user conform's JSON reports, one per kernel and device class
+# (scripts/vm/conform-summary.sh turns them into docs/conformance-kernel.md)
+for c in net blk; do
+	f=$rig/conform-${KERNEL:-6.1}-$c.json
+	rm -f "$f"
+	sed -n "/^@@VDPA-RIG CONFORM BEGIN $c\$/,/^@@VDPA-RIG CONFORM END/p" \
+		"$rig/console.txt" | grep -v '^@@VDPA-RIG' >"$f"
+	[ -s "$f" ] || rm -f "$f"
+done
 sed -n '/^@@VDPA-RIG DIFFERENTIAL BEGIN/,/^@@VDPA-RIG DIFFERENTIAL END/p' \
 	"$rig/console.txt" | grep -v '^@@VDPA-RIG' >"$rig/differential.kernel"
 summary=$(grep '^@@VDPA-RIG SUMMARY' "$rig/console.txt" | tail -n 1)
 
 echo "# ==== guest (Linux vhost-vdpa + vdpa_sim) ===="
 cat "$rig/guest.tap"
+for c in net blk; do
+	f=$rig/conform-${KERNEL:-6.1}-$c.json
+	[ -s "$f" ] && command -v jq >/dev/null || continue
+	echo "# conform $c ($f):"
+	jq -r '.checks[] | "#   \(.result)\t\(.id)" +
+		(if .result == "pass" then "" else ": \(.reason)" end)' "$f" 2>&1 |
+		head -n 60
+done
 status=1
 if [ -z "$summary" ]; then
 	say "no summary from the guest (qemu exit $rc$([ $rc = 124 ] && echo ', timed out')); console tail:"

@@ -31,6 +31,10 @@ pass=0 fail=0 skip=0 n=0 PCI=
 echo
 echo "@@VDPA-RIG BEGIN"
 echo "# kernel $(uname -r), $(nproc) cpus, $(awk '/MemTotal/ {print $2}' /proc/meminfo) kB"
+# TCG on a loaded host can calibrate the TSC wrong at boot; the guest's
+# clock (and every timeout in it) then runs fast: say what it calibrated
+echo "# clock: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null) (of $(cat /sys/devices/system/clocksource/clocksource0/available_clocksource 2>/dev/null))," \
+	"$(dmesg | grep -m1 -i -E 'tsc.*(MHz|calibrat)' | sed 's/^\[[^]]*\] *//')"
 
 # Create a vdpa device with the project's CLI, else with iproute2's vdpa.
 add_dev() {
@@ -216,6 +220,54 @@ for name in $RIG_TESTS; do
 		echo "@@VDPA-RIG DIFFERENTIAL END"
 	fi
 done
+# vdpa-user conform against Linux vdpa_sim (docs/conformance-kernel.md): a
+# failed check on the real kernel fails the rig (our check or the kernel is
+# wrong). The JSON report goes between @@VDPA-RIG CONFORM markers; the host
+# keeps it as $BUILD/rig/conform-CLASS.json.
+conform() {	# class dev [peer]
+	n=$((n + 1))
+	if [ -z "$2" ]; then
+		skip=$((skip + 1)); echo "ok $n - conform $1 # SKIP no $1 device"
+		return
+	fi
+	start=$(cut -d' ' -f1 /proc/uptime)
+	if [ -n "$3" ]; then
+		timeout "$RIG_TEST_TIMEOUT" $B/vdpa-user -j conform "$2" --peer "$3" >/tmp/conform.json 2>/tmp/conform.err
+	else
+		timeout "$RIG_TEST_TIMEOUT" $B/vdpa-user -j conform "$2" >/tmp/conform.json 2>/tmp/conform.err
+	fi
+	rc=$?
+	secs=$(awk "BEGIN { printf \"%.1f\", $(cut -d' ' -f1 /proc/uptime) - $start }")
+	echo "@@VDPA-RIG CONFORM BEGIN $1"
+	cat /tmp/conform.json
+	echo "@@VDPA-RIG CONFORM END"
+	sum=$(sed -n 's/.*"summary":{"pass":\([0-9]*\),"fail":\([0-9]*\),"skip":\([0-9]*\)}.*/pass \1, fail \2, skip \3/p' /tmp/conform.json)
+	sed 's/^/    # /' /tmp/conform.err
+	what="conform $1 $2${3:+ --peer $3}: ${sum:-no summary} (${secs} s)"
+	if [ $rc -eq 0 ] && [ -n "$sum" ]; then
+		pass=$((pass + 1)); echo "ok $n - $what"
+	else
+		# the failed checks: the host lists them from the JSON
+		fail=$((fail + 1)); echo "not ok $n - $what (exit $rc)"
+	fi
+}
+if [ -x $B/vdpa-user ] && $B/vdpa-user help 2>/dev/null | grep -qw conform; then
+	# a blk peer needs the same disk: vdpa_sim_blk.shared_backend (6.12;
+	# 6.1 gives every vdpasim_blk its own RAM disk)
+	BLK2=
+	if [ "$(cat /sys/module/vdpa_sim_blk/parameters/shared_backend 2>/dev/null)" = Y ] &&
+	   vdpa dev add name vdpa4 mgmtdev vdpasim_blk 2>/dev/null; then
+		BLK2=$(vhost_of vdpa4) || BLK2=
+	else
+		echo "# conform blk: no --peer (vdpasim_blk devices do not share a disk on this kernel)"
+	fi
+	conform net "$NET" "${NET2:-}"
+	conform blk "$BLK" "$BLK2"
+else
+	n=$((n + 1)); skip=$((skip + 1))
+	echo "ok $n - conform # SKIP this vdpa-user has no conform command"
+fi
+
 # Benchmark, not a test: the same CLI driver, packet size and count through
 # Linux vdpa_sim and through vdpa-sim, both inside this guest.
 rate_of() { sed -n 's/.*"rate":\([0-9.]*\).*/\1/p'; }
