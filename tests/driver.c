@@ -266,6 +266,9 @@ static uint64_t sim_backend(const struct target *t)
 		b |= BIT(VHOST_BACKEND_F_RESUME);
 	if (!t->o.no_state)
 		b |= BIT(VHOST_BACKEND_F_DEVICE_STATE);
+	/* pre-copy (proposal): blk with a write-back cache and the state */
+	if (!t->o.no_state && t->o.type == VSIM_TYPE_BLK && t->o.writeback)
+		b |= BIT(VHOST_BACKEND_F_DEVICE_STATE_PRECOPY);
 	return b;
 }
 

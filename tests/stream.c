@@ -248,8 +248,11 @@ static void layout(void)
 	       "its header CRC");
 	tap_ok(!strcmp(stream_rec_name(REC_PLAN), "plan") &&
 	       !strcmp(stream_rec_name(REC_MEMORY), "driver memory") &&
-	       REC_PLAN == 7 && !stream_rec_name(8),
-	       "record names: 7 is 'plan', 3 'driver memory', 8 unknown");
+	       REC_PLAN == 7 && REC_PRECOPY_ROUND == 8 &&
+	       !strcmp(stream_rec_name(8), "pre-copy round") &&
+	       !stream_rec_name(9),
+	       "record names: 7 is 'plan', 3 'driver memory', 8 'pre-copy "
+	       "round', 9 unknown");
 }
 
 static void round_trip(void)

@@ -12,6 +12,7 @@
 #include <vdpa-user/mgmt.h>
 #include <vdpa-user/pci.h>
 #include <vdpa-user/state.h>
+#include <vdpa-user/uapi-ext.h>
 #include <vdpa-user/vdpa-user.h>
 
 #include "cli.h"
@@ -221,6 +222,8 @@ int cmd_dev_info(int argc, char **argv)
 		json_bool(&j, "suspend", caps.suspend);
 		json_bool(&j, "resume", caps.resume);
 		json_bool(&j, "device_state", caps.device_state);
+		json_bool(&j, "precopy", !!(caps.backend_features &
+			  (1ULL << VHOST_BACKEND_F_DEVICE_STATE_PRECOPY)));
 		json_obj_close(&j);
 		json_obj_close(&j);
 		json_obj_close(&j);
@@ -229,8 +232,11 @@ int cmd_dev_info(int argc, char **argv)
 	} else {
 		printf("  migration: suspend %s, resume %s, device state %s\n",
 		       caps.suspend ? "yes" : "no", caps.resume ? "yes" : "no",
-		       caps.device_state ? "yes (extension)" :
-		       "no (vring bases and class state only)");
+		       !caps.device_state ?
+		       "no (vring bases and class state only)" :
+		       caps.backend_features &
+		       (1ULL << VHOST_BACKEND_F_DEVICE_STATE_PRECOPY) ?
+		       "yes (extension, with pre-copy)" : "yes (extension)");
 	}
 	vdpa_dev_close(dev);
 	return 0;

@@ -25,10 +25,16 @@
 
 struct xp_args {
 	const char *dev, *uri;
-	bool traffic;
-	uint64_t count, size, queues, timeout;
+	bool traffic, precopy;
+	uint64_t count, size, queues, timeout, pc_threshold, pc_rounds;
 	int timeout_ms;
 };
+
+/* Pre-copy rounds of this run, for the result (migrate-out --precopy). */
+static struct {
+	bool asked, ran;
+	uint64_t rounds, bytes;
+} pc_done;
 
 static int parse(const char *cmd, const char *uri_opt, int argc, char **argv,
 		 struct xp_args *a)
@@ -43,7 +49,8 @@ static int parse(const char *cmd, const char *uri_opt, int argc, char **argv,
 		/* the traffic options are the source's: its driver runs it */
 		bool src_only = !strcmp(s, "--count") || !strcmp(s, "--size") ||
 				!strcmp(s, "--queues") ||
-				!strcmp(s, "--traffic");
+				!strcmp(s, "--traffic") ||
+				!strncmp(s, "--precopy", 9);
 
 		if (src_only && strcmp(uri_opt, "--to"))
 			return cli_fail("%s: %s is migrate-out's (the traffic "
@@ -70,6 +77,16 @@ static int parse(const char *cmd, const char *uri_opt, int argc, char **argv,
 		} else if (!strcmp(s, "--traffic")) {
 			a->traffic = true;
 			continue;
+		} else if (!strcmp(s, "--precopy")) {
+			a->precopy = true;
+			continue;
+		} else if (!strcmp(s, "--precopy-threshold")) {
+			rc = cli_parse_opt(cmd, s, v, 1, 1ull << 40,
+					   &a->pc_threshold);
+			a->precopy = true;
+		} else if (!strcmp(s, "--precopy-rounds")) {
+			rc = cli_parse_opt(cmd, s, v, 1, 1000, &a->pc_rounds);
+			a->precopy = true;
 		} else if (s[0] == '-') {
 			return cli_fail("%s: unknown option '%s'", cmd, s);
 		} else if (!a->dev) {
@@ -87,7 +104,8 @@ static int parse(const char *cmd, const char *uri_opt, int argc, char **argv,
 				"tcp:HOST:PORT|file:PATH%s [--timeout SECONDS]",
 				cmd, uri_opt, strcmp(uri_opt, "--to") ? "" :
 				" [--traffic] [--count N] [--size B] "
-				"[--queues Q]");
+				"[--queues Q] [--precopy [--precopy-threshold "
+				"BYTES] [--precopy-rounds N]]");
 	if (strncmp(a->uri, "unix:", 5) && strncmp(a->uri, "tcp:", 4) &&
 	    strncmp(a->uri, "file:", 5))
 		return cli_fail("%s: '%s' is not unix:PATH, tcp:HOST:PORT or "
@@ -150,6 +168,12 @@ static void print_outcome(const char *status, const char *what,
 			json_bool(&j, "source_running", source_running);
 		json_dbl(&j, "downtime_us", down_us);
 		json_u64(&j, "state_bytes", state_bytes);
+		if (pc_done.asked) {
+			json_bool(&j, "precopy", pc_done.ran);
+			json_u64(&j, "rounds", pc_done.rounds);
+			json_u64(&j, "precopy_bytes", pc_done.bytes);
+			json_u64(&j, "final_bytes", state_bytes);
+		}
 		cli_print_result(&j, res ? res : &none, secs);
 		json_obj_close(&j);
 		json_end(&j);
@@ -158,6 +182,11 @@ static void print_outcome(const char *status, const char *what,
 	if (!strcmp(status, "ok"))
 		printf("%s: ok, downtime %.0f us, state %zu bytes\n", what,
 		       down_us, state_bytes);
+	if (!strcmp(status, "ok") && pc_done.asked)
+		printf("pre-copy: %s%llu round(s), %llu bytes before the "
+		       "switchover\n", pc_done.ran ? "" : "not possible: ",
+		       (unsigned long long)pc_done.rounds,
+		       (unsigned long long)pc_done.bytes);
 	if (res)
 		cli_print_result(&j, res, secs);
 }
@@ -330,6 +359,86 @@ static int handshake(int fd, const struct xp_args *a, struct vdpa_mig_src *m,
 	return r;
 }
 
+/*
+ * Pre-copy rounds while the source runs, each applied and acknowledged
+ * (a verdict) by the destination before the next; the traffic goes on in
+ * between. A refusal fails the migration with nothing stopped. A source
+ * that cannot pre-copy goes on with stop-and-copy.
+ */
+static int precopy_out(int fd, const struct xp_args *a, unsigned int version,
+		       struct vdpa_mig_src *m, struct workload *w, char *err,
+		       size_t el)
+{
+	struct vdpa_mig_precopy_info pi;
+	uint64_t pending = 0;
+	int r;
+
+	pc_done.asked = true;
+	if (vdpa_mig_src_precopy_info(m, &pi, err, el) < 0) {
+		cli_warn("migrate-out: no pre-copy (%s): stop-and-copy", err);
+		err[0] = 0;
+		return 0;
+	}
+	do {
+		void *buf = NULL, *vb = NULL;
+		size_t len = 0, vl = 0;
+		char why[512] = "";
+		int res = 0;
+
+		r = vdpa_mig_src_precopy_round(m, &buf, &len, &pending, err,
+					       el);
+		if (r < 0) {
+			put_verdict(fd, r, err);
+			return r;
+		}
+		r = stream_put(fd, REC_PRECOPY_ROUND, buf, len);
+		free(buf);
+		if (r < 0) {
+			snprintf(err, el, "sending pre-copy round %llu: %s",
+				 (unsigned long long)pc_done.rounds,
+				 strerror(-r));
+			return r;
+		}
+		r = get_reply(fd, version, a->timeout_ms, REC_VERDICT, &vb, &vl,
+			      err, el);
+		if (r < 0)
+			return r;
+		if (vdpa_mig_verdict_parse(vb, vl, &res, why, sizeof(why)) < 0)
+			res = -EPROTO;
+		free(vb);
+		if (res == -EOPNOTSUPP && !pc_done.rounds) {
+			/* it cannot take rounds: the state goes whole */
+			cli_warn("migrate-out: no pre-copy (%s): stop-and-copy",
+				 why[0] ? why : strerror(-res));
+			return vdpa_mig_src_precopy_abort(m);
+		}
+		if (res < 0) {
+			snprintf(err, el, "the destination refused pre-copy "
+				 "round %llu: %s", (unsigned long long)
+				 pc_done.rounds, why[0] ? why : strerror(-res));
+			return -EPROTO;
+		}
+		pc_done.ran = true;
+		pc_done.rounds++;
+		pc_done.bytes += len;
+		cli_progress("migrate-out: pre-copy round %llu: %zu bytes, "
+			     "%llu pending", (unsigned long long)pc_done.rounds,
+			     len, (unsigned long long)pending);
+		/* the guest goes on between rounds */
+		if (w) {
+			int k;
+
+			for (k = 0; k < 64 && w->next < w->count &&
+			     wl_step(w) == 0; k++)
+				;
+		}
+		/* when to stop is the library's rule, with the user's bounds */
+	} while (!vdpa_mig_src_precopy_done(m, a->pc_threshold,
+					    (uint32_t)a->pc_rounds, &pending) &&
+		 !cli_interrupted);
+	return 0;
+}
+
 /* The state through the transfer FD (SAVE), into one stream record. */
 static int send_state(int fd, struct vdpa_mig_src *m, size_t *ret_len,
 		      char *err, size_t el)
@@ -457,6 +566,13 @@ int cmd_migrate_out(int argc, char **argv)
 		r = handshake(fd, &a, m, &version, err, sizeof(err));
 	else
 		r = vdpa_mig_src_precheck(m, NULL, 0, err, sizeof(err));
+	/* a file has no destination to pre-copy to: the state is saved */
+	if (!r && a.precopy && file)
+		cli_warn("migrate-out: --precopy does nothing with a file: "
+			 "the source stops to save its state");
+	if (!r && a.precopy && !file)
+		r = precopy_out(fd, &a, version, m, have_wl ? &w : NULL, err,
+				sizeof(err));
 	cli_progress("%s", "");
 	if (r < 0)
 		goto finish;
@@ -606,7 +722,44 @@ struct incoming {
 	void *workload, *drv, *state, *plan;
 	size_t workload_len, drv_len, state_len, plan_len;
 	struct vdpa_mem *mem;
+	/* pre-copy rounds: into m, each answered on the socket */
+	struct vdpa_mig_dst *m;
+	bool file, stopped;	/* stopped: a record of the switchover came */
 };
+
+/* A pre-copy round while the source runs: apply it, say so. */
+static int round_in(int fd, struct incoming *in, const void *buf, size_t len,
+		    char *err, size_t el)
+{
+	int r;
+
+	if (in->file || in->stopped) {
+		snprintf(err, el, "stream: a pre-copy round %s",
+			 in->file ? "in a file" : "after the source stopped");
+		return -EBADMSG;
+	}
+	r = vdpa_mig_dst_precopy_apply(in->m, buf, len, err, el);
+	if (r == -EOPNOTSUPP && !pc_done.rounds) {
+		/* no pre-copy here: the source sends the whole state */
+		r = put_verdict(fd, r, err);
+		err[0] = 0;
+		return r;
+	}
+	if (r < 0)
+		return r;	/* the failure verdict tells the source */
+	r = put_verdict(fd, 0, NULL);
+	if (r < 0) {
+		snprintf(err, el, "answering pre-copy round %llu: %s",
+			 (unsigned long long)pc_done.rounds, strerror(-r));
+		return r;
+	}
+	pc_done.asked = pc_done.ran = true;
+	pc_done.rounds++;
+	pc_done.bytes += len;
+	cli_progress("migrate-in: pre-copy round %llu applied (%zu bytes)",
+		     (unsigned long long)pc_done.rounds, len);
+	return 0;
+}
 
 /* Why a read from the source failed, in words. */
 static void source_error(int r, int timeout_ms, char *err, size_t el)
@@ -646,6 +799,14 @@ static int receive(int fd, unsigned int version, int timeout_ms,
 			source_error(r, timeout_ms, err, el);
 			return r;
 		}
+		if (type == REC_PRECOPY_ROUND) {
+			r = round_in(fd, in, buf, len, err, el);
+			free(buf);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		in->stopped = true;
 		switch (type) {
 		case REC_VERDICT:
 			r = source_verdict(buf, len, "gave up", err, el);
@@ -854,6 +1015,8 @@ int cmd_migrate_in(int argc, char **argv)
 	 * the verdict finish first.
 	 */
 	cli_progress("migrate-in: receiving the state");
+	in.m = m;
+	in.file = file;
 	r = receive(fd, version, a.timeout_ms, &in, err, sizeof(err));
 	if (r < 0)
 		goto fail;

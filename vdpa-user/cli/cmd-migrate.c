@@ -14,6 +14,8 @@ struct mig_args {
 	bool traffic;
 	enum mig_via via;
 	uint64_t count, size, queues, iterations;
+	bool precopy;
+	uint64_t pc_threshold, pc_rounds;
 };
 
 static int parse(int argc, char **argv, struct mig_args *a)
@@ -42,6 +44,17 @@ static int parse(int argc, char **argv, struct mig_args *a)
 		} else if (!strcmp(s, "--traffic")) {
 			a->traffic = true;
 			continue;
+		} else if (!strcmp(s, "--precopy")) {
+			a->precopy = true;
+			continue;
+		} else if (!strcmp(s, "--precopy-threshold")) {
+			rc = cli_parse_opt("migrate", s, v, 1, 1ull << 40,
+					   &a->pc_threshold);
+			a->precopy = true;
+		} else if (!strcmp(s, "--precopy-rounds")) {
+			rc = cli_parse_opt("migrate", s, v, 1, 1000,
+					   &a->pc_rounds);
+			a->precopy = true;
 		} else if (!strcmp(s, "--via")) {
 			if (!v || mig_parse_via(v, &a->via))
 				return cli_fail("migrate: --via: pipe, socket, "
@@ -67,7 +80,9 @@ static int parse(int argc, char **argv, struct mig_args *a)
 	if (!a->src || !a->dst)
 		return cli_fail("usage: vdpa-user migrate SRC DST [--traffic] "
 				"[--via pipe|socket|file|direct] [--count N] "
-				"[--queues Q] [--iterations K]");
+				"[--queues Q] [--iterations K] [--precopy "
+				"[--precopy-threshold BYTES] "
+				"[--precopy-rounds N]]");
 	if (cli_same_device(a->src, a->dst))
 		return cli_fail("migrate: %s and %s are the same device: a "
 				"migration needs two", a->src, a->dst);
@@ -118,6 +133,25 @@ static double pct(const double *sorted, uint64_t n, double p)
 	return n ? sorted[i < n ? i : n - 1] : 0;
 }
 
+static int run_until(struct workload *w, uint64_t target);
+
+/* Between pre-copy rounds the guest goes on: some more traffic. */
+struct pc_traffic {
+	struct workload *w;
+	uint64_t limit;		/* this migration's share of the requests */
+};
+
+static int pc_progress(const struct vdpa_mig_precopy_info *info, void *opaque)
+{
+	struct pc_traffic *t = opaque;
+
+	(void)info;
+	if (t->w && t->w->next < t->limit)
+		run_until(t->w, t->w->next + 64 < t->limit ?
+			  t->w->next + 64 : t->limit);
+	return 0;
+}
+
 /* Run the workload until `target` requests were submitted (or it ends). */
 static int run_until(struct workload *w, uint64_t target)
 {
@@ -150,7 +184,10 @@ int cmd_migrate(int argc, char **argv)
 	double *downs = NULL, *steps = NULL, t0 = 0, secs = 0;
 	double med[BD_N] = { 0 };
 	size_t state_bytes = 0;
-	uint64_t done = 0, k;
+	uint64_t done = 0, k, pc_bytes = 0, pc_rounds = 0;
+	struct pc_traffic pct_ = { NULL, 0 };
+	struct mig_precopy pc = { 0 };
+	bool pc_ran = false;
 	char err[512] = "", what[600];
 	int rc, r = 0, cur = 0, tr = 0;
 	bool have_wl = false, rolled = false, direct = false;
@@ -197,6 +234,13 @@ int cmd_migrate(int argc, char **argv)
 		have_wl = true;
 		t0 = cli_now();
 	}
+	pc.on = a.precopy;
+	pc.threshold = a.pc_threshold;
+	pc.rounds = (uint32_t)a.pc_rounds;
+	pc.progress = pc_progress;
+	pc.opaque = &pct_;
+	if (have_wl)
+		pct_.w = &w;
 	for (k = 0; k < a.iterations && !cli_interrupted; k++) {
 		struct mig_stats st;
 
@@ -216,8 +260,10 @@ int cmd_migrate(int argc, char **argv)
 			     (unsigned long long)a.iterations);
 		/* started, it commits or rolls back: Ctrl-C waits for it */
 		cli_hold_sigint(true);
-		r = mig_once(&dev[cur], &dev[!cur], mem, a.via, &st, err,
-			     sizeof(err));
+		if (have_wl)
+			pct_.limit = w.count * (k + 2) / (a.iterations + 1);
+		r = mig_once_precopy(&dev[cur], &dev[!cur], a.via, &pc, &st,
+				     err, sizeof(err));
 		cli_hold_sigint(false);
 		if (r < 0) {
 			rolled = st.rolled_back;
@@ -226,6 +272,9 @@ int cmd_migrate(int argc, char **argv)
 		}
 		breakdown(&st.times, steps + done * BD_N);
 		direct = st.times.direct;
+		pc_ran = st.times.precopy;
+		pc_rounds = st.times.precopy_rounds;
+		pc_bytes = st.times.precopy_bytes;
 		downs[done++] = st.downtime_us;
 		state_bytes = st.state_bytes;
 		cur = !cur;
@@ -286,6 +335,13 @@ int cmd_migrate(int argc, char **argv)
 		json_u64(&j, "state_bytes", state_bytes);
 		if (a.via == VIA_DIRECT)
 			json_bool(&j, "direct", direct);
+		if (a.precopy) {
+			/* the last migration's: rounds before, rest in it */
+			json_bool(&j, "precopy", pc_ran);
+			json_u64(&j, "rounds", pc_rounds);
+			json_u64(&j, "precopy_bytes", pc_bytes);
+			json_u64(&j, "final_bytes", state_bytes);
+		}
 		json_obj_open(&j, "downtime_steps_us");
 		for (k = 0; k < BD_N; k++)
 			json_dbl(&j, bd_names[k], med[k]);
@@ -304,6 +360,14 @@ int cmd_migrate(int argc, char **argv)
 			       a.via == VIA_SOCKET ? "socket" :
 			       a.via == VIA_FILE ? "file" :
 			       direct ? "direct" : "pipe (direct impossible)");
+		if (done && a.precopy)
+			printf("pre-copy: %s%llu round(s), %llu bytes while "
+			       "%s ran, %zu bytes in the downtime\n",
+			       pc_ran ? "" : "not possible (a device does not "
+			       "offer it, or the source lacks RESUME): ",
+			       (unsigned long long)pc_rounds,
+			       (unsigned long long)pc_bytes,
+			       cur ? a.src : a.dst, state_bytes);
 		if (done) {
 			printf("downtime by step (median us):");
 			for (k = 0; k < BD_N; k++)

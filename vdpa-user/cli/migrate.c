@@ -165,14 +165,50 @@ static const enum vdpa_mig_channel channels[] = {
 int mig_once(struct cli_dev *src, struct cli_dev *dst, struct vdpa_mem *mem,
 	     enum mig_via via, struct mig_stats *st, char *err, size_t errlen)
 {
+	(void)mem;	/* the library maps what it mapped into src */
+	return mig_once_precopy(src, dst, via, NULL, st, err, errlen);
+}
+
+/* Both hooks of vdpa_migrate() share its one opaque pointer. */
+struct mig_hooks {
+	struct cli_dev *src;
+	const struct mig_precopy *pc;
+};
+
+static int hook_restore_class(struct vdpa_dev *dev, const struct vdpa_state *s,
+			      void *opaque)
+{
+	return mig_driver_restore_class(dev, s,
+					((struct mig_hooks *)opaque)->src);
+}
+
+static int hook_progress(const struct vdpa_mig_precopy_info *info,
+			 void *opaque)
+{
+	const struct mig_precopy *pc = ((struct mig_hooks *)opaque)->pc;
+
+	return pc->progress(info, pc->opaque);
+}
+
+int mig_once_precopy(struct cli_dev *src, struct cli_dev *dst,
+		     enum mig_via via, const struct mig_precopy *pc,
+		     struct mig_stats *st, char *err, size_t errlen)
+{
+	struct mig_hooks hk = { .src = src, .pc = pc };
 	struct vdpa_mig_opts o = {
 		.via = channels[via], .cap = cli.max_state,
-		.restore_class = mig_driver_restore_class, .opaque = src,
+		.restore_class = hook_restore_class, .opaque = &hk,
 	};
 	struct vdpa_mig_result res;
 	int r;
 
-	(void)mem;	/* the library maps what it mapped into src */
+	if (pc && pc->on) {
+		o.precopy = true;
+		o.precopy_threshold = pc->threshold;
+		o.precopy_max_rounds = pc->rounds;
+		if (pc->progress)
+			o.precopy_progress = hook_progress;
+	}
 	memset(st, 0, sizeof(*st));
 	r = vdpa_migrate(src->dev, dst->dev, &o, &res, err, errlen);
 	st->downtime_us = (double)res.downtime_ns / 1e3;

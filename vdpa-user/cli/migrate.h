@@ -45,6 +45,23 @@ int mig_slurp(int fd, void **ret_buf, size_t *ret_len);
 int mig_once(struct cli_dev *src, struct cli_dev *dst, struct vdpa_mem *mem,
 	     enum mig_via via, struct mig_stats *st, char *err, size_t errlen);
 
+/*
+ * migrate --precopy: the library's pre-copy rounds first (PROPOSAL), with
+ * the user's bounds; progress, when set, runs between rounds (the CLI's
+ * traffic keeps going while the state moves).
+ */
+struct mig_precopy {
+	bool on;
+	uint64_t threshold;	/* bytes; 0: the library's 1 MiB */
+	uint32_t rounds;	/* 0: the library's 16 */
+	int (*progress)(const struct vdpa_mig_precopy_info *info,
+			void *opaque);
+	void *opaque;
+};
+int mig_once_precopy(struct cli_dev *src, struct cli_dev *dst,
+		     enum mig_via via, const struct mig_precopy *pc,
+		     struct mig_stats *st, char *err, size_t errlen);
+
 int mig_parse_via(const char *s, enum mig_via *ret);
 
 /* --iterations: 1..MIG_ITERATIONS_MAX */

@@ -84,6 +84,7 @@ static const char *const backend_bits[64] = {
 	[VHOST_BACKEND_F_DESC_ASID] = "DESC_ASID",
 	[VHOST_BACKEND_F_IOTLB_PERSIST] = "IOTLB_PERSIST",
 	[VHOST_BACKEND_F_DEVICE_STATE] = "DEVICE_STATE",
+	[VHOST_BACKEND_F_DEVICE_STATE_PRECOPY] = "DEVICE_STATE_PRECOPY",
 };
 
 const char *feature_name(uint32_t device_id, unsigned int bit)

@@ -418,6 +418,7 @@ const char *stream_rec_name(uint32_t type)
 		[REC_DEVICE_STATE] = "device state",
 		[REC_VERDICT] = "verdict",
 		[REC_PLAN] = "plan",
+		[REC_PRECOPY_ROUND] = "pre-copy round",
 	};
 
 	return type < sizeof(names) / sizeof(names[0]) ? names[type] : NULL;
@@ -571,9 +572,12 @@ int stream_get(int fd, unsigned int version, int timeout_ms,
 		return fail(-EPROTO, "%s of %llu bytes, over the %llu-byte "
 			    "limit", what, (unsigned long long)len,
 			    STREAM_RECORD_MAX);
-	if (type == REC_DEVICE_STATE && len > state_cap)
-		return fail(-EFBIG, "device state larger than the %llu-byte "
-			    "cap (--max-state)", (unsigned long long)state_cap);
+	if ((type == REC_DEVICE_STATE || type == REC_PRECOPY_ROUND) &&
+	    len > state_cap)
+		return fail(-EFBIG, "%s larger than the %llu-byte cap "
+			    "(--max-state)", type == REC_DEVICE_STATE ?
+			    "device state" : "pre-copy round",
+			    (unsigned long long)state_cap);
 	if (len) {
 		buf = malloc(len);
 		if (!buf)

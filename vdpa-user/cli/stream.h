@@ -30,6 +30,11 @@ enum stream_rec {
 	 * ring layout, a state blob without bases
 	 */
 	REC_PLAN = 7,
+	/*
+	 * source -> destination while the source runs: one pre-copy round
+	 * (vdpa_mig_src_precopy_round), answered by a REC_VERDICT
+	 */
+	REC_PRECOPY_ROUND = 8,
 };
 
 /*
