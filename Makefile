@@ -95,6 +95,7 @@ DEPS_OK  := $(BUILD)/.deps-ok
 
 .PHONY: all check bench demo install uninstall clean help deps check-kernel \
 	valgrind fuzz fuzz-run examples
+.PHONY: check-qemu
 MAN3_PAGES := $(wildcard docs/man/*.3)
 MAN3_LINKS := $(BUILD)/man3/.links
 
@@ -111,6 +112,7 @@ help:
 	@echo '  bench          benchmarks; figures printed, nothing asserted'
 	@echo '  fuzz           libFuzzer targets (clang), FUZZ_SECONDS=$(FUZZ_SECONDS) each'
 	@echo '  check-kernel   the suite against Linux vhost-vdpa + vdpa_sim in a guest (KERNEL=6.1|6.12)'
+	@echo '  check-qemu     QEMU 10 live migration through vdpa-user serve vs dpdk-testpmd (TAP)'
 	@echo '  install        PREFIX=$(PREFIX) DESTDIR=$(DESTDIR): library, headers, pkg-config,'
 	@echo '                 CLI, simulator, man pages (1 and 3), bash completion'
 	@echo '  uninstall      the same PREFIX and DESTDIR'
@@ -205,6 +207,17 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIB_A) $(SIM_A) $(TUTIL_A)
 # tests/stream tests the CLI's migration stream: it links that object too.
 $(BUILD)/obj/tests/stream.o: CPPFLAGS += -Ivdpa-user/cli
 $(BUILD)/tests/stream: $(BUILD)/obj/vdpa-user/cli/stream.o
+# tests/relay tests serve's relay mode on its own: it links that object too.
+$(BUILD)/obj/tests/relay.o: CPPFLAGS += -Ivdpa-user/serve
+$(BUILD)/tests/relay: $(BUILD)/obj/vdpa-user/serve/relay.o
+# bench/relay measures that relay against passthrough: links it as well.
+$(BUILD)/obj/bench/relay.o: CPPFLAGS += -Ivdpa-user/serve
+$(BUILD)/bench/relay: $(BUILD)/obj/bench/relay.o \
+		$(BUILD)/obj/vdpa-user/serve/relay.o $(LIB_A) $(SIM_A) $(TUTIL_A)
+	$(call msg,LD,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(TUTIL_A) $(LIB_A) \
+		$(SIM_A) $(LIBS)
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB_A) $(SIM_A) $(TUTIL_A)
 	$(call msg,LD,$@)
@@ -260,7 +273,7 @@ $(EXAMPLES): $(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(LIB_A)
 # Scripts of the interface as a user meets it: headers from C++, man
 # pages, CLI help and completion, make install.
 CHECK_SCRIPTS := tests/cxx-headers.sh tests/man-pages.sh tests/cli-help.sh \
-	tests/install.sh
+	tests/install.sh tests/conform.sh
 
 check: all
 ifneq ($(SANITIZE),1)
@@ -276,11 +289,13 @@ endif
 # Thread-mode tests (library and simulator in one process) and the CLI's
 # demo (every migration path) under valgrind's leak checker.
 VALGRIND_TESTS := $(filter %/sim-wire %/sim-badinput %/driver %/vq-ring %/net-class \
-	%/state-blob %/transfer-fd,$(TESTS))
+	%/state-blob %/transfer-fd %/precopy,$(TESTS))
 valgrind: all
 	$(Q)BUILD=$(BUILD) VALGRIND=1 scripts/run-tests.sh $(VALGRIND_TESTS)
 	$(Q)valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
 		--error-exitcode=99 $(CLI) demo >/dev/null
+	$(Q)SERVE_VALGRIND=1 BUILD=$(BUILD) $(BUILD)/tests/serve >/dev/null || \
+		{ echo "tests/serve with vdpa-user serve under valgrind failed" >&2; exit 1; }
 
 # Each fuzz/NAME.c runs FUZZ_SECONDS from the seeds in fuzz/corpus/NAME
 # (new inputs go to a scratch corpus, not into the tree).
@@ -308,6 +323,9 @@ demo: all
 KERNEL ?= 6.1
 check-kernel: all
 	$(Q)BUILD=$(BUILD) KERNEL=$(KERNEL) scripts/vm/check-kernel.sh
+
+check-qemu: all
+	$(Q)BUILD=$(BUILD) scripts/qemu/check-qemu.sh
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/vdpa-user \

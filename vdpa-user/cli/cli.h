@@ -118,8 +118,13 @@ int cmd_demo(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_migrate_out(int argc, char **argv);
 int cmd_migrate_in(int argc, char **argv);
+int cmd_live_update(int argc, char **argv);
 int cmd_state_show(int argc, char **argv);
 int cmd_state_check(int argc, char **argv);
+/* The migration conformance suite (cmd-conform*.c). */
+int cmd_conform(int argc, char **argv);
+/* vhost-user back-end (vdpa-user/serve/cmd-serve.c). */
+int cmd_serve(int argc, char **argv);
 /* Netlink management (cmd-mgmt.c). */
 int cmd_mgmtdev_show(int argc, char **argv);
 int cmd_dev_add(int argc, char **argv);

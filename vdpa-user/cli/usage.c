@@ -49,6 +49,13 @@ static const struct cli_opt migrate_opts[] = {
 	{ "--size", "B", "request size with --traffic, as for traffic" },
 	{ "--queues", "Q", "net: queue pairs (default 1)" },
 	{ "--iterations", "K", "migrations, back and forth (default 1)" },
+	{ "--precopy", NULL, "pre-copy (a proposal): the device's own state "
+	  "in rounds while SRC runs, only the rest in the downtime; when a "
+	  "device cannot, stop-and-copy (JSON \"precopy\": false)" },
+	{ "--precopy-threshold", "BYTES", "switch over once at most BYTES "
+	  "are pending (default 1 MiB; implies --precopy)" },
+	{ "--precopy-rounds", "N", "at most N rounds (default 16; implies "
+	  "--precopy)" },
 	{ NULL, NULL, NULL },
 };
 
@@ -63,6 +70,31 @@ static const struct cli_opt migrate_out_opts[] = {
 	{ "--queues", "Q", "net: queue pairs (default 1)" },
 	{ "--timeout", "SECONDS", "how long the destination may take: to "
 	  "listen, and for each reply (default 30, at most 86400)" },
+	{ "--precopy", NULL, "pre-copy (a proposal): before the source "
+	  "stops, its device's own state in rounds, each applied and "
+	  "acknowledged by migrate-in (sockets; a file saves as usual)" },
+	{ "--precopy-threshold", "BYTES", "switch over once at most BYTES "
+	  "are pending (default 1 MiB; implies --precopy)" },
+	{ "--precopy-rounds", "N", "at most N rounds (default 16; implies "
+	  "--precopy)" },
+	{ NULL, NULL, NULL },
+};
+
+static const struct cli_opt serve_opts[] = {
+	{ "--socket", "PATH", "the unix socket to listen on (required; "
+	  "created 0600, a stale one replaced, a live one never)" },
+	{ "--log-level", "LEVEL", "error, warning, notice (default), info "
+	  "or debug (every request)" },
+	{ "--ready-fd", "N", "write \"ready\\n\" to the inherited fd N, then "
+	  "close it, once the socket listens" },
+	{ NULL, NULL, NULL },
+};
+
+static const struct cli_opt conform_opts[] = {
+	{ "--peer", "DEV2", "a second device of the same class: migrate to "
+	  "it and back under traffic (peer.migrate)" },
+	{ "--latency-limit", "MS", "the p99 above which latency.suspend and "
+	  "latency.resume fail (default 100)" },
 	{ NULL, NULL, NULL },
 };
 
@@ -71,6 +103,21 @@ static const struct cli_opt migrate_in_opts[] = {
 	  "file:PATH to restore from (required)" },
 	{ "--timeout", "SECONDS", "how long the source may take: to connect, "
 	  "and for each record (default 30, at most 86400)" },
+	{ NULL, NULL, NULL },
+};
+
+static const struct cli_opt live_update_opts[] = {
+	{ "--exec", NULL, "hand the device to a copy of this binary it runs, "
+	  "the socket inherited" },
+	{ "--to", "unix:PATH", "hand it to a live-update --from waiting there" },
+	{ "--from", "unix:PATH", "be the new process: wait there, adopt the "
+	  "device and continue its traffic" },
+	{ "--traffic", NULL, "verified traffic: half before the switch, the "
+	  "rest in the new process" },
+	{ "--count", "N", "requests with --traffic (default 100000 net, "
+	  "10000 blk)" },
+	{ "--size", "B", "request size with --traffic, as for traffic" },
+	{ "--timeout", "SECONDS", "how long the peer may take (default 30)" },
 	{ NULL, NULL, NULL },
 };
 
@@ -111,7 +158,8 @@ const struct cli_cmd cli_cmds[] = {
 	  "request is lost, duplicated or corrupt.", traffic_opts },
 	{ "migrate", NULL, NULL, cmd_migrate,
 	  "migrate SRC DST [--traffic] [--via pipe|socket|file|direct] "
-	  "[--count N] [--size B] [--queues Q] [--iterations K]",
+	  "[--count N] [--size B] [--queues Q] [--iterations K] "
+	  "[--precopy [--precopy-threshold BYTES] [--precopy-rounds N]]",
 	  "live migration from SRC to DST in one process",
 	  "The library's vdpa_migrate(): precheck, SUSPEND, save, transfer, "
 	  "load, DRIVER_OK read back, commit or rollback. Prints the median "
@@ -120,9 +168,24 @@ const struct cli_cmd cli_cmds[] = {
 	  "straight from SRC into DST; it needs the state extension on both "
 	  "and RESUME on SRC, otherwise the pipe is used (JSON: "
 	  "\"direct\": false).", migrate_opts },
+	{ "live-update", NULL, NULL, cmd_live_update,
+	  "live-update DEV [--traffic] [--count N] [--size B] "
+	  "--exec|--to unix:PATH [--timeout SECONDS] | live-update --from "
+	  "unix:PATH [--timeout SECONDS]",
+	  "hand DEV to another process on this host, traffic continuing",
+	  "The library's vdpa_handover_send()/_recv()/_accept(): the open "
+	  "device, the driver memory (memfds), the kick and call eventfds "
+	  "and a CRC'd record go over a unix socket (SCM_RIGHTS). With "
+	  "VHOST_NEW_OWNER (a 2024 proposal; vdpa-sim --new-owner) the fd "
+	  "itself moves and the device is never reset; without it (every "
+	  "kernel today) the device is suspended, saved, reset and loaded in "
+	  "the new process. Prints the path taken and why, and the pause "
+	  "(JSON: path, reason, pause_us, and with --traffic lost and "
+	  "duplicated).", live_update_opts },
 	{ "migrate-out", NULL, NULL, cmd_migrate_out,
 	  "migrate-out SRC --to unix:PATH|tcp:HOST:PORT|file:PATH [--traffic] "
-	  "[--count N] [--size B] [--queues Q] [--timeout SECONDS]",
+	  "[--count N] [--size B] [--queues Q] [--timeout S] [--precopy] "
+	  "[--precopy-threshold B] [--precopy-rounds N]",
 	  "source half of a migration to another process or host, or a file",
 	  "Connects to a migrate-in on the same URI (retrying until it "
 	  "listens); the destination prepares while SRC still runs and a "
@@ -149,6 +212,32 @@ const struct cli_cmd cli_cmds[] = {
 	  "would FILE load into DEV?",
 	  "The check the load itself runs; names the first problem in one "
 	  "line, e.g. \"mtu: source 1500, destination 9000\".", NULL },
+	{ "serve", NULL, NULL, cmd_serve,
+	  "serve DEV --socket PATH [--log-level LEVEL] [--ready-fd N]",
+	  "a vhost-user back-end (QEMU -netdev vhost-user, "
+	  "vhost-user-blk-pci) in front of a vDPA device",
+	  "One front-end at a time; the device is reset when it goes. "
+	  "Guest memory is mapped into the device at IOVA = guest physical "
+	  "address and the guest's kick and call eventfds go to the device, "
+	  "so no frame or block passes through this process. GET_VRING_BASE "
+	  "suspends the device; SET_DEVICE_STATE_FD and CHECK_DEVICE_STATE "
+	  "move its state; VHOST_F_LOG_ALL switches to relay mode, which logs "
+	  "every guest page the device writes (docs/vhost-user.md). Runs "
+	  "until SIGINT or SIGTERM.", serve_opts },
+	{ "conform", NULL, NULL, cmd_conform, "conform DEV [--peer DEV2] [--latency-limit MS]",
+	  "migration conformance checks of DEV (TAP; -j: JSON)",
+	  "Drives real traffic through DEV and checks, one by one, what "
+	  "live migration needs of it: SUSPEND quiesces the rings (no used "
+	  "or buffer write, no call), vring bases match the rings and stay "
+	  "put, config space is frozen, RESUME loses and repeats nothing and "
+	  "serves kicks sent while suspended, vring setup while suspended, "
+	  "reset after SUSPEND, blk requests in flight done whole or not at "
+	  "all, SUSPEND/RESUME latency, the device state round trip, and "
+	  "with --peer a migration there and back. Each check has a stable "
+	  "id, what it expects and where the rule comes from; a missing "
+	  "capability is a skip with its reason. Exit status 0 when nothing "
+	  "failed, 1 when a check failed, 2 for a usage error or a device "
+	  "that cannot be opened (docs/conformance.md).", conform_opts },
 	{ "demo", NULL, NULL, cmd_demo, "demo",
 	  "simulators on private sockets, traffic, migrations under traffic",
 	  "Starts four vdpa-sim processes (found next to vdpa-user, else on "
