@@ -10,6 +10,8 @@
 #include <vdpa-user/uapi-ext.h>
 #include <vdpa-user/wire.h>
 
+#include "wire-cred.h"
+
 _Static_assert(VSIM_REQ_GET_MODEL ==
 	       _IOR(0x53, 0x05, struct vsim_model),
 	       "VSIM_REQ_GET_MODEL is _IOR(0x53, 5, struct vsim_model)");
@@ -88,12 +90,17 @@ static void close_cmsg_fds(struct msghdr *m)
 	}
 }
 
-int vsim_recv(int sock, struct vsim_hdr *hdr, void *buf, size_t buf_size,
-	      int *ret_fd)
+/*
+ * Credentials are taken only for a caller that asks for them (ret_pid): to
+ * vsim_recv() a control message other than SCM_RIGHTS is a bad message.
+ */
+int vsim_recv_cred(int sock, struct vsim_hdr *hdr, void *buf, size_t buf_size,
+		   int *ret_fd, pid_t *ret_pid)
 {
 	union {
 		/* room for more fds than allowed, so extras are seen and closed */
-		char buf[CMSG_SPACE(sizeof(int) * 8)];
+		char buf[CMSG_SPACE(sizeof(struct ucred)) +
+			 CMSG_SPACE(sizeof(int) * 8)];
 		struct cmsghdr align;
 	} u;
 	struct iovec v[2] = {
@@ -102,7 +109,9 @@ int vsim_recv(int sock, struct vsim_hdr *hdr, void *buf, size_t buf_size,
 	};
 	struct msghdr m = { 0 };
 	struct cmsghdr *c;
+	struct ucred cr;
 	int fd = -1, nfds = 0;
+	pid_t pid = 0;
 	ssize_t n;
 
 	m.msg_iov = v;
@@ -119,6 +128,13 @@ int vsim_recv(int sock, struct vsim_hdr *hdr, void *buf, size_t buf_size,
 	if (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
 		goto err_bad;
 	for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+		if (ret_pid && c->cmsg_level == SOL_SOCKET &&
+		    c->cmsg_type == SCM_CREDENTIALS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(cr))) {
+			memcpy(&cr, CMSG_DATA(c), sizeof(cr));
+			pid = cr.pid;
+			continue;
+		}
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			goto err_bad;
 		nfds += (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
@@ -130,11 +146,21 @@ int vsim_recv(int sock, struct vsim_hdr *hdr, void *buf, size_t buf_size,
 	if (nfds > (int)VSIM_MAX_FDS || (nfds == 1) != !!(hdr->flags & VSIM_F_FD))
 		goto err_bad;
 	*ret_fd = fd;
+	if (ret_pid)
+		*ret_pid = pid;
 	return 0;
 
 err_bad:
 	close_cmsg_fds(&m);
+	if (ret_pid)
+		*ret_pid = pid;
 	return -EBADMSG;
+}
+
+int vsim_recv(int sock, struct vsim_hdr *hdr, void *buf, size_t buf_size,
+	      int *ret_fd)
+{
+	return vsim_recv_cred(sock, hdr, buf, buf_size, ret_fd, NULL);
 }
 
 int vsim_request_takes_fd(uint32_t request)

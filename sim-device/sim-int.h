@@ -17,6 +17,7 @@
 
 #include "fault.h"
 #include "sim.h"
+#include "wire-cred.h"
 
 #define VSIM_STATUS_NEEDS_RESET	0x40
 /* Chains processed per queue before other events get a turn. */
@@ -273,8 +274,7 @@ void vsim_wb_clear(struct vsim *s);
 int vsim_disk_write(struct vsim *s, uint64_t off, const void *buf, size_t len);
 
 /* owner.c: ownership, VHOST_NEW_OWNER and VHOST_IOTLB_REMAP (proposal) */
-int vsim_recv_cred(int sock, struct vsim_hdr *hdr, void *buf, size_t buf_size,
-		   int *ret_fd, pid_t *ret_pid);
+/* (vsim_recv_cred(), the receive with the sender's pid: common/wire.c) */
 void vsim_pass_cred(int sock);
 /* 0, or what Linux answers a process that is not the owner (-EPERM). */
 int vsim_owner_gate(const struct vsim *s, uint32_t req);

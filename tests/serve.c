@@ -10,7 +10,7 @@
  * with 100 frames in flight, against a passthrough control, on the
  * default simulator and its 6.12 personality), and every bad input of
  * issue 8 section 4 with the back-end's open-fd count flat and the device
- * usable by the next front-end.
+ * usable by the next front-end. The front-end: tests/util/vu-front.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,142 +40,9 @@
 
 #include "tap.h"
 #include "testutil.h"
+#include "vu-front.h"
 
 /* ---- the wire -------------------------------------------------------- */
-
-enum {
-	GET_FEATURES = 1, SET_FEATURES = 2, SET_OWNER = 3, RESET_OWNER = 4,
-	SET_MEM_TABLE = 5, SET_LOG_BASE = 6, SET_VRING_NUM = 8,
-	SET_VRING_ADDR = 9, SET_VRING_BASE = 10, GET_VRING_BASE = 11,
-	SET_VRING_KICK = 12, SET_VRING_CALL = 13, GET_PROTOCOL_FEATURES = 15,
-	SET_PROTOCOL_FEATURES = 16, GET_QUEUE_NUM = 17, SET_VRING_ENABLE = 18,
-	SEND_RARP = 19, GET_CONFIG = 24, SET_DEVICE_STATE_FD = 42,
-	CHECK_DEVICE_STATE = 43,
-};
-#define F_PROTOCOL	(1ULL << 30)
-#define F_LOG_ALL	(1ULL << 26)
-#define PF_MQ		(1ULL << 0)
-#define PF_LOG_SHMFD	(1ULL << 1)
-#define PF_REPLY_ACK	(1ULL << 3)
-#define PF_CONFIG	(1ULL << 9)
-#define PF_DEVICE_STATE	(1ULL << 19)
-#define NEED_REPLY	(1u << 3)
-
-struct hdr {
-	uint32_t req, flags, size;
-} __attribute__((packed));
-
-struct region {
-	uint64_t gpa, size, uaddr, off;
-};
-
-static int send_msg(int s, uint32_t req, uint32_t flags, const void *p,
-		    uint32_t size, const int *fds, int nfds)
-{
-	struct hdr h = { req, 1u | flags, size };
-	union {
-		char buf[CMSG_SPACE(16 * sizeof(int))];
-		struct cmsghdr a;
-	} cm;
-	struct iovec iov[2] = { { &h, sizeof(h) }, { (void *)p, size } };
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = size ? 2 : 1 };
-	ssize_t n;
-
-	if (nfds) {
-		struct cmsghdr *c;
-
-		memset(&cm, 0, sizeof(cm));
-		mh.msg_control = cm.buf;
-		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-	}
-	n = sendmsg(s, &mh, MSG_NOSIGNAL);
-	return n == (ssize_t)(sizeof(h) + size) ? 0 : -EIO;
-}
-
-/*
- * A reply: 1 and its payload (up to len), 0 the back-end closed, -ETIMEDOUT.
- * *ret_fd gets an fd that came with it (or -1).
- */
-static int recv_reply(int s, uint32_t req, void *buf, uint32_t len,
-		      uint32_t *ret_size, int *ret_fd)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr a;
-	} cm;
-	struct hdr h;
-	struct iovec iov = { &h, sizeof(h) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-			     .msg_control = cm.buf,
-			     .msg_controllen = sizeof(cm.buf) };
-	struct pollfd p = { s, POLLIN, 0 };
-	struct cmsghdr *c;
-	uint8_t junk[4096];
-	ssize_t n;
-
-	if (ret_fd)
-		*ret_fd = -1;
-	if (poll(&p, 1, 5000) != 1)
-		return -ETIMEDOUT;
-	n = recvmsg(s, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC);
-	if (n <= 0)
-		return 0;
-	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		int fd;
-
-		memcpy(&fd, CMSG_DATA(c), sizeof(fd));
-		if (ret_fd)
-			*ret_fd = fd;
-		else
-			close(fd);
-	}
-	if (n != sizeof(h) || h.req != req || !(h.flags & 4) ||
-	    h.size > sizeof(junk))
-		return -EPROTO;
-	if (h.size && recv(s, junk, h.size, MSG_WAITALL) != (ssize_t)h.size)
-		return 0;
-	memcpy(buf, junk, h.size < len ? h.size : len);
-	if (ret_size)
-		*ret_size = h.size;
-	return 1;
-}
-
-/* A request with REPLY_ACK: the ack (0 ok), or -1 when the back-end closed. */
-static long long ack_call(int s, uint32_t req, const void *p, uint32_t size,
-			  const int *fds, int nfds)
-{
-	uint64_t v = ~0ULL;
-
-	if (send_msg(s, req, NEED_REPLY, p, size, fds, nfds) < 0)
-		return -1;
-	if (recv_reply(s, req, &v, sizeof(v), NULL, NULL) != 1)
-		return -1;
-	return (long long)v;
-}
-
-static int get_u64(int s, uint32_t req, uint64_t *v)
-{
-	if (send_msg(s, req, 0, NULL, 0, NULL, 0) < 0)
-		return -EIO;
-	return recv_reply(s, req, v, sizeof(*v), NULL, NULL) == 1 ? 0 : -EIO;
-}
-
-static long long set_u64(int s, uint32_t req, uint64_t v)
-{
-	return ack_call(s, req, &v, sizeof(v), NULL, 0);
-}
-
-static long long vring_state(int s, uint32_t req, uint32_t idx, uint32_t num)
-{
-	struct vhost_vring_state st = { idx, num };
-
-	return ack_call(s, req, &st, sizeof(st), NULL, 0);
-}
 
 /* Is the connection closed by the back-end (EOF within 2 s)? */
 static bool closed_by_peer(int s)
@@ -198,277 +65,14 @@ static bool closed_by_peer(int s)
 
 static char tdir[PATH_MAX];
 
-static pid_t spawn(const char *const *argv, const char *log)
-{
-	int pfd[2];
-	pid_t pid;
-	char c;
-
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return -errno;
-	pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		int lfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-			       0600);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(pfd[1], 3);
-		if (lfd >= 0)
-			dup2(lfd, 2);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	close(pfd[1]);
-	if (read(pfd[0], &c, 1) != 1) {
-		close(pfd[0]);
-		waitpid(pid, NULL, 0);
-		return -ECHILD;
-	}
-	/* to EOF: the child has closed its end too (fd counts settle) */
-	while (read(pfd[0], &c, 1) > 0)
-		;
-	close(pfd[0]);
-	return pid;
-}
-
-/* SIGTERM and reap: the exit status (-1 killed by a signal). */
-static int stop(pid_t pid)
-{
-	int st = 0;
-
-	if (pid <= 0)
-		return -1;
-	kill(pid, SIGTERM);
-	if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st))
-		return -1;
-	return WEXITSTATUS(st);
-}
-
-struct backend {
-	pid_t sim, serve;
-	char sim_sock[PATH_MAX + 16], vu_sock[PATH_MAX + 16];
-	char log[PATH_MAX + 16];
-};
-
-/* serve in front of kdev (a kernel device), or of a vdpa-sim of sim_args */
-static int backend_start_on(struct backend *b, const char *name,
-			    const char *const *sim_args, const char *kdev)
-{
-	char prog[PATH_MAX + 16], user[PATH_MAX + 16], dev[PATH_MAX + 32];
-	const char *argv[24];
-	int i = 0, n;
-
-	memset(b, 0, sizeof(*b));
-	snprintf(b->sim_sock, sizeof(b->sim_sock), "%s/%s.sim", tdir, name);
-	snprintf(b->vu_sock, sizeof(b->vu_sock), "%s/%s.vu", tdir, name);
-	snprintf(b->log, sizeof(b->log), "%s/%s.log", tdir, name);
-	snprintf(prog, sizeof(prog), "%s/vdpa-sim", tu_build_dir());
-	snprintf(user, sizeof(user), "%s/vdpa-user", tu_build_dir());
-	argv[i++] = prog;
-	argv[i++] = "--socket";
-	argv[i++] = b->sim_sock;
-	argv[i++] = "--ready-fd";
-	argv[i++] = "3";
-	for (n = 0; sim_args && sim_args[n]; n++)
-		argv[i++] = sim_args[n];
-	argv[i] = NULL;
-	if (kdev) {
-		snprintf(dev, sizeof(dev), "%s", kdev);
-	} else {
-		b->sim = spawn(argv, b->log);
-		if (b->sim < 0)
-			return (int)b->sim;
-		snprintf(dev, sizeof(dev), "sim:%s", b->sim_sock);
-	}
-	i = 0;
-	/* SERVE_VALGRIND=1: the back-end under valgrind's leak checker */
-	if (getenv("SERVE_VALGRIND")) {
-		argv[i++] = "/usr/bin/valgrind";
-		argv[i++] = "-q";
-		argv[i++] = "--leak-check=full";
-		argv[i++] = "--errors-for-leak-kinds=definite,indirect";
-		argv[i++] = "--error-exitcode=99";
-	}
-	argv[i++] = user;
-	argv[i++] = "serve";
-	argv[i++] = dev;
-	argv[i++] = "--socket";
-	argv[i++] = b->vu_sock;
-	argv[i++] = "--ready-fd";
-	argv[i++] = "3";
-	argv[i++] = "--log-level";
-	argv[i++] = "info";
-	argv[i] = NULL;
-	b->serve = spawn(argv, b->log);
-	if (b->serve < 0) {
-		stop(b->sim);
-		return (int)b->serve;
-	}
-	return 0;
-}
-
-static int backend_start(struct backend *b, const char *name,
-			 const char *const *sim_args)
-{
-	return backend_start_on(b, name, sim_args, NULL);
-}
-
 static void backend_stop(struct backend *b)
 {
-	int st = stop(b->serve);
-
 	/* 99: valgrind found an error or a leak (SERVE_VALGRIND) */
-	tap_is(st, 0, "%s: serve exited cleanly on SIGTERM", b->log);
-	stop(b->sim);
-	b->serve = b->sim = 0;
-}
-
-static int fe_connect(const struct backend *b)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (strlen(b->vu_sock) >= sizeof(sa.sun_path)) {
-		if (s >= 0)
-			close(s);
-		return -1;
-	}
-	memcpy(sa.sun_path, b->vu_sock, strlen(b->vu_sock) + 1);
-	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		if (s >= 0)
-			close(s);
-		return -1;
-	}
-	return s;
-}
-
-/* Open fds of a process, from /proc (the test is skipped without it). */
-static int count_fds(pid_t pid)
-{
-	char p[64];
-	struct dirent *e;
-	DIR *d;
-	int n = 0;
-
-	snprintf(p, sizeof(p), "/proc/%d/fd", (int)pid);
-	d = opendir(p);
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
-
-/* The back-end's fd count once it has settled at want (2 s at most). */
-static int settled_fds(pid_t pid, int want)
-{
-	int i, n = -1;
-
-	for (i = 0; i < 200; i++) {
-		n = count_fds(pid);
-		if (n == want)
-			return n;
-		usleep(10000);
-	}
-	return n;
-}
-
-static bool log_has(const struct backend *b, const char *what)
-{
-	char buf[1 << 16];
-	ssize_t n;
-	int fd = open(b->log, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	return strstr(buf, what) != NULL;
+	tap_is(backend_end(b), 0, "%s: serve exited cleanly on SIGTERM",
+	       b->log);
 }
 
 /* ---- guest memory and rings ----------------------------------------- */
-
-#define MEM_SIZE	(32u << 20)
-#define MEM_GPA		0x100000ULL	/* guest physical base */
-#define QSZ		256u
-#define BUF_SIZE	2048u
-
-struct guest {
-	int memfd;
-	uint8_t *base;		/* this process's mapping: the "VA" sent */
-	size_t used;
-};
-
-static int guest_init(struct guest *g)
-{
-	g->memfd = memfd_create("guest", MFD_CLOEXEC);
-	if (g->memfd < 0 || ftruncate(g->memfd, MEM_SIZE) < 0)
-		return -errno;
-	g->base = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
-		       g->memfd, 0);
-	if (g->base == MAP_FAILED)
-		return -errno;
-	g->used = 0;
-	return 0;
-}
-
-static void guest_fini(struct guest *g)
-{
-	munmap(g->base, MEM_SIZE);
-	close(g->memfd);
-}
-
-static void *galloc(struct guest *g, size_t size, size_t align)
-{
-	size_t off = (g->used + align - 1) & ~(align - 1);
-
-	g->used = off + size;
-	return g->base + off;
-}
-
-static uint64_t gpa(const struct guest *g, const void *p)
-{
-	return MEM_GPA + (uint64_t)((const uint8_t *)p - g->base);
-}
-
-static uint64_t va(const void *p)
-{
-	return (uint64_t)(uintptr_t)p;
-}
-
-struct ring {
-	struct vring_desc *desc;
-	struct vring_avail *avail;
-	struct vring_used *used;
-	uint8_t *bufs;		/* QSZ buffers of BUF_SIZE */
-	uint16_t avail_idx, last_used;
-	int kick, call;
-};
-
-static int ring_init(struct guest *g, struct ring *r)
-{
-	memset(r, 0, sizeof(*r));
-	r->desc = galloc(g, 16 * QSZ, 4096);
-	r->avail = galloc(g, 6 + 2 * QSZ, 4096);
-	r->used = galloc(g, 6 + 8 * QSZ, 4096);
-	r->bufs = galloc(g, (size_t)QSZ * BUF_SIZE * 2, 4096);
-	r->kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	r->call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	return r->kick < 0 || r->call < 0 ? -errno : 0;
-}
-
-static void ring_fini(struct ring *r)
-{
-	close(r->kick);
-	close(r->call);
-}
 
 /*
  * One chain in slot (avail_idx % QSZ): descriptors 2*slot (out) and
@@ -504,148 +108,11 @@ static void ring_add(struct guest *g, struct ring *r, const void *out,
 	__atomic_store_n(&r->avail->idx, r->avail_idx, __ATOMIC_RELEASE);
 }
 
-static void ring_kick(struct ring *r)
-{
-	uint64_t one = 1;
-
-	if (write(r->kick, &one, sizeof(one)) != sizeof(one))
-		abort();
-}
-
-/* Next completion: 1 with head and len, 0 none within ms. */
-static int ring_used(struct ring *r, int ms, uint16_t *head, uint32_t *len)
-{
-	int i;
-
-	for (i = 0; i <= ms; i++) {
-		if (__atomic_load_n(&r->used->idx, __ATOMIC_ACQUIRE) !=
-		    r->last_used) {
-			struct vring_used_elem *e =
-				&r->used->ring[r->last_used % QSZ];
-
-			*head = (uint16_t)e->id;
-			*len = e->len;
-			r->last_used++;
-			return 1;
-		}
-		if (ms)
-			usleep(1000);
-	}
-	return 0;
-}
-
 static uint8_t *in_buf(struct ring *r, uint16_t head)
 {
 	/* out-only chains have head even; in-only (rx) head even too */
 	return r->bufs + (size_t)head * BUF_SIZE + (head % 2 ? 0 : BUF_SIZE);
 }
-
-/* ---- front-end ------------------------------------------------------- */
-
-struct fe {
-	int s;
-	struct guest *g;
-	struct ring r[2];
-	unsigned int nrings;
-	uint64_t features, proto;
-	uint64_t split;		/* memory as two regions of one fd, split here */
-};
-
-static int fe_negotiate(struct fe *f, uint64_t want_proto)
-{
-	uint64_t feat, proto;
-
-	if (get_u64(f->s, GET_FEATURES, &feat) < 0 ||
-	    !(feat & F_PROTOCOL))
-		return -EPROTO;
-	if (get_u64(f->s, GET_PROTOCOL_FEATURES, &proto) < 0)
-		return -EPROTO;
-	f->proto = proto & want_proto;
-	if (send_msg(f->s, SET_PROTOCOL_FEATURES, 0, &f->proto, 8, NULL, 0))
-		return -EIO;
-	if (ack_call(f->s, SET_OWNER, NULL, 0, NULL, 0) != 0)
-		return -EPROTO;
-	/* everything offered but the log */
-	f->features = feat & ~F_LOG_ALL;
-	return 0;
-}
-
-static long long fe_mem_table(struct fe *f)
-{
-	struct {
-		uint32_t n, pad;
-		struct region r[2];
-	} m = { 1, 0, { { MEM_GPA, MEM_SIZE, va(f->g->base), 0 } } };
-	int fds[2] = { f->g->memfd, f->g->memfd };
-
-	/* the second region starts at mmap_offset split of the same fd */
-	if (f->split) {
-		m.n = 2;
-		m.r[0].size = f->split;
-		m.r[1] = (struct region){ MEM_GPA + f->split,
-					  MEM_SIZE - f->split,
-					  va(f->g->base + f->split), f->split };
-	}
-	return ack_call(f->s, SET_MEM_TABLE, &m,
-			8 + m.n * (uint32_t)sizeof(struct region), fds,
-			(int)m.n);
-}
-
-static long long vring_fd(int s, uint32_t req, uint32_t idx, int fd)
-{
-	uint64_t v = idx;
-
-	return ack_call(s, req, &v, 8, &fd, 1);
-}
-
-static long long vring_addr(int s, uint32_t idx, struct ring *r)
-{
-	struct vhost_vring_addr a = {
-		.index = idx, .desc_user_addr = va(r->desc),
-		.used_user_addr = va(r->used), .avail_user_addr = va(r->avail),
-	};
-
-	return ack_call(s, SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
-}
-
-/* Features, memory, rings at their bases, enabled: the device starts. */
-static int fe_start(struct fe *f, const uint16_t *bases)
-{
-	unsigned int i;
-
-	if (set_u64(f->s, SET_FEATURES, f->features) != 0 ||
-	    fe_mem_table(f) != 0)
-		return -EPROTO;
-	for (i = 0; i < f->nrings; i++) {
-		struct ring *r = &f->r[i];
-
-		if (vring_state(f->s, SET_VRING_NUM, i, QSZ) != 0 ||
-		    vring_state(f->s, SET_VRING_BASE, i,
-				bases ? bases[i] : 0) != 0 ||
-		    vring_addr(f->s, i, r) != 0 ||
-		    vring_fd(f->s, SET_VRING_KICK, i, r->kick) != 0 ||
-		    vring_fd(f->s, SET_VRING_CALL, i, r->call) != 0)
-			return -EPROTO;
-	}
-	for (i = 0; i < f->nrings; i++)
-		if (vring_state(f->s, SET_VRING_ENABLE, i, 1) != 0)
-			return -EPROTO;
-	return 0;
-}
-
-static int get_vring_base(int s, uint32_t idx, uint16_t *base)
-{
-	struct vhost_vring_state st = { idx, 0 };
-
-	if (send_msg(s, GET_VRING_BASE, 0, &st, sizeof(st), NULL, 0) ||
-	    recv_reply(s, GET_VRING_BASE, &st, sizeof(st), NULL, NULL) != 1 ||
-	    st.index != idx)
-		return -EIO;
-	*base = (uint16_t)st.num;
-	return 0;
-}
-
-/* ---- net traffic ------------------------------------------------------ */
 
 static const uint8_t dev_mac[6] = { 0x00, 0x11, 0x22, 0x33, 0x44, 0x55 };
 #define HDR_LEN		12u	/* virtio_net_hdr_v1 */
@@ -869,80 +336,6 @@ static void test_stop(struct fe *f, uint16_t *bases)
 	       "the ring (used index unchanged 300 ms after a kick)");
 }
 
-/* 42 SAVE into a pipe, read to EOF, 43. The blob in *ret. */
-static int save_state(int s, void **ret, size_t *ret_len, uint64_t *reply)
-{
-	struct { uint32_t dir, phase; } p = { 0, 0 };
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	int pfd[2], rfd;
-	uint64_t v = ~0ULL;
-	ssize_t n;
-
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return -errno;
-	if (send_msg(s, SET_DEVICE_STATE_FD, 0, &p, sizeof(p), &pfd[1], 1) ||
-	    recv_reply(s, SET_DEVICE_STATE_FD, &v, 8, NULL, &rfd) != 1) {
-		close(pfd[0]);
-		close(pfd[1]);
-		return -EIO;
-	}
-	close(pfd[1]);
-	*reply = v;
-	if (rfd >= 0)
-		close(rfd);
-	for (;;) {
-		buf = realloc(buf, len + 65536);
-		n = read(pfd[0], buf + len, 65536);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	close(pfd[0]);
-	*ret = buf;
-	*ret_len = len;
-	return 0;
-}
-
-static long long check_state(int s)
-{
-	uint64_t v = ~0ULL;
-
-	if (send_msg(s, CHECK_DEVICE_STATE, 0, NULL, 0, NULL, 0) ||
-	    recv_reply(s, CHECK_DEVICE_STATE, &v, 8, NULL, NULL) != 1)
-		return -1;
-	return (long long)v;
-}
-
-/* 42 LOAD: write blob into the pipe, close, 43. The CHECK answer. */
-static long long load_state(int s, const void *blob, size_t len,
-			    uint64_t *reply)
-{
-	struct { uint32_t dir, phase; } p = { 1, 0 };
-	int pfd[2], rfd;
-	uint64_t v = ~0ULL;
-
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return -1;
-	fcntl(pfd[1], F_SETPIPE_SZ, 1 << 20);
-	if (send_msg(s, SET_DEVICE_STATE_FD, 0, &p, sizeof(p), &pfd[0], 1) ||
-	    recv_reply(s, SET_DEVICE_STATE_FD, &v, 8, NULL, &rfd) != 1) {
-		close(pfd[0]);
-		close(pfd[1]);
-		return -1;
-	}
-	close(pfd[0]);
-	if (rfd >= 0)
-		close(rfd);
-	*reply = v;
-	if (write(pfd[1], blob, len) != (ssize_t)len) {
-		close(pfd[1]);
-		return -1;
-	}
-	close(pfd[1]);
-	return check_state(s);
-}
-
 static void test_migrate(struct backend *a, struct fe *f)
 {
 	static const char *const sim_args[] = { "--type", "net", NULL };
@@ -1016,54 +409,6 @@ struct blkreq {
 	struct virtio_blk_outhdr h;
 	uint8_t data[512];
 };
-
-static void stamp(uint8_t *b, uint64_t sector)
-{
-	unsigned int i;
-
-	for (i = 0; i < 512; i++)
-		b[i] = (uint8_t)(sector * 7 + i);
-	memcpy(b, &sector, 8);
-}
-
-/* One request through ring 0 and its completion: the status byte. */
-static int blk_io(struct fe *f, uint32_t type, uint64_t sector,
-		  uint8_t *data)
-{
-	struct ring *r = &f->r[0];
-	uint16_t slot = r->avail_idx % QSZ, head;
-	struct vring_desc *d = &r->desc[(slot % 64) * 3];
-	uint8_t *b = r->bufs + (size_t)(slot % (QSZ / 2)) * BUF_SIZE * 2;
-	struct virtio_blk_outhdr *h = (void *)b;
-	uint8_t *payload = b + 64, *status = b + 1024;
-	uint16_t di = (uint16_t)((slot % 64) * 3);
-	uint32_t len;
-
-	h->type = type;
-	h->ioprio = 0;
-	h->sector = sector;
-	*status = 0xff;
-	if (type == VIRTIO_BLK_T_OUT)
-		memcpy(payload, data, 512);
-	d[0] = (struct vring_desc){ gpa(f->g, h), sizeof(*h),
-				    VRING_DESC_F_NEXT, (uint16_t)(di + 1) };
-	d[1] = (struct vring_desc){ gpa(f->g, payload), 512,
-				    VRING_DESC_F_NEXT |
-				    (type == VIRTIO_BLK_T_IN ?
-				     VRING_DESC_F_WRITE : 0),
-				    (uint16_t)(di + 2) };
-	d[2] = (struct vring_desc){ gpa(f->g, status), 1,
-				    VRING_DESC_F_WRITE, 0 };
-	r->avail->ring[r->avail_idx % QSZ] = di;
-	r->avail_idx++;
-	__atomic_store_n(&r->avail->idx, r->avail_idx, __ATOMIC_RELEASE);
-	ring_kick(r);
-	if (ring_used(r, 2000, &head, &len) != 1 || head != di)
-		return -1;
-	if (type == VIRTIO_BLK_T_IN)
-		memcpy(data, payload, 512);
-	return *status;
-}
 
 static void test_blk(void)
 {
@@ -1646,24 +991,17 @@ static uint64_t log_pages(const uint8_t *log, uint64_t size)
 /* the figures of serve's "relay stopped: ..." line; 0 when found */
 static int relay_figures(const struct backend *b, unsigned long long *fig)
 {
-	char buf[1 << 16], *p;
-	ssize_t n;
-	int fd = open(b->log, O_RDONLY | O_CLOEXEC);
+	char *text = log_text(b), *p;
+	int r = -1;
 
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	p = strstr(buf, "relay stopped: ");
-	if (!p || sscanf(p, "relay stopped: %llu chains forwarded, %llu "
-			 "completions (%llu at the stop), %llu pages logged, "
-			 "%llu requests left", &fig[0], &fig[1], &fig[4],
-			 &fig[2], &fig[3]) != 5)
-		return -1;
-	return 0;
+	p = text ? strstr(text, "relay stopped: ") : NULL;
+	if (p && sscanf(p, "relay stopped: %llu chains forwarded, %llu "
+			"completions (%llu at the stop), %llu pages logged, "
+			"%llu requests left", &fig[0], &fig[1], &fig[4],
+			&fig[2], &fig[3]) == 5)
+		r = 0;
+	free(text);
+	return r;
 }
 
 /* reap until every frame sent is back, without kicking anything */
@@ -1686,19 +1024,11 @@ static void net_wait(struct fe *f, struct tally *t)
 /* the number after the first `what` in the back-end's log; -1 none */
 static long long log_number(const struct backend *b, const char *what)
 {
-	char buf[1 << 16], *p;
-	ssize_t n;
-	int fd = open(b->log, O_RDONLY | O_CLOEXEC);
+	char *text = log_text(b), *p = text ? strstr(text, what) : NULL;
+	long long r = p ? strtoll(p + strlen(what), NULL, 10) : -1;
 
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	p = strstr(buf, what);
-	return p ? strtoll(p + strlen(what), NULL, 10) : -1;
+	free(text);
+	return r;
 }
 
 static void test_logging(const char *kdev, const char *kernel)
@@ -1893,18 +1223,13 @@ int main(void)
 	static const char *const args[] = { "--type", "net", NULL };
 	struct backend a;
 	struct fe f;
-	char prog[PATH_MAX + 16];
+	const char *why;
 
 	tap_need_fd_count();
 	signal(SIGPIPE, SIG_IGN);
-	snprintf(prog, sizeof(prog), "%s/vdpa-user", tu_build_dir());
-	if (access(prog, X_OK))
-		tap_skip_all("vdpa-user not built");
-	snprintf(prog, sizeof(prog), "%s/vdpa-sim", tu_build_dir());
-	if (access(prog, X_OK))
-		tap_skip_all("vdpa-sim not built");
-	if (tu_mkdtemp(tdir, sizeof(tdir)) < 0 || guest_init(&G) < 0)
-		tap_skip_all("no temporary directory or memfd");
+	why = vu_setup(tdir, sizeof(tdir), &G);
+	if (why)
+		tap_skip_all(why);
 	if (getenv("VDPA_TEST_NET_DEV") && *getenv("VDPA_TEST_NET_DEV")) {
 		const char *n2 = getenv("VDPA_TEST_NET_DEV2");
 
