@@ -171,6 +171,18 @@ static void sec(struct wbuf *w, uint16_t id, uint32_t len)
 	put32(w, len);
 }
 
+/* The state's header: magic, version, its length, nsec sections, total. */
+static void put_header(struct wbuf *w, uint32_t nsec, uint64_t total)
+{
+	put32(w, ST_MAGIC);
+	put16(w, ST_VERSION);
+	put16(w, ST_HDR);
+	put32(w, 0);
+	put32(w, nsec);
+	put64(w, total);
+	put64(w, 0);
+}
+
 static int pc_save(struct vsim *s, bool final, uint8_t **ret_buf,
 		   size_t *ret_len);
 static void vsim_pc_end_src(struct vsim *s);
@@ -220,13 +232,7 @@ static int state_save_full(struct vsim *s, uint8_t **ret_buf, size_t *ret_len)
 			buf_populate(w.p, total);
 	}
 	w.len = 0;
-	put32(&w, ST_MAGIC);
-	put16(&w, ST_VERSION);
-	put16(&w, ST_HDR);
-	put32(&w, 0);
-	put32(&w, nsec);
-	put64(&w, total);
-	put64(&w, 0);
+	put_header(&w, nsec, total);
 
 	sec(&w, SEC_CONFIG, 24);
 	put32(&w, s->o.type);
@@ -1004,13 +1010,7 @@ static int pc_save(struct vsim *s, bool final, uint8_t **ret_buf,
 	if (!w.p)
 		return -ENOMEM;
 	w.len = 0;
-	put32(&w, ST_MAGIC);
-	put16(&w, ST_VERSION);
-	put16(&w, ST_HDR);
-	put32(&w, 0);
-	put32(&w, nsec);
-	put64(&w, total);
-	put64(&w, 0);
+	put_header(&w, nsec, total);
 	sec(&w, SEC_CONFIG, 24);
 	put32(&w, s->o.type);
 	put32(&w, s->nvqs);
