@@ -373,6 +373,15 @@ static void test_migrate(struct backend *a, struct fe *f)
 	tap_is(check_state(f->s), 0, "43 after SAVE: 0");
 	tap_ok(log_has(a, "CHECK_DEVICE_STATE: SAVE ok"), "source log says "
 	       "SAVE + CHECK");
+	tap_ok(stats_get(a, "state_saves") == 1 &&
+	       stats_get(a, "save_checks_ok") == 1 &&
+	       stats_get(a, "check_failures") == 0 &&
+	       stats_get(a, "stops") == 1 &&
+	       stats_get(a, "t_get_vring_base_ns") > 0 &&
+	       stats_get(a, "t_state_fd_ns") >=
+	       stats_get(a, "t_get_vring_base_ns") &&
+	       stats_get(a, "t_check_ns") >= stats_get(a, "t_state_fd_ns"),
+	       "source --stats: 1 stop, 1 SAVE, its CHECK ok, in that order");
 
 	/* a destination with another MTU refuses the state at CHECK */
 	tap_ok(backend_start(&c, "mtu", mtu_args) == 0, "destination with "
@@ -381,6 +390,10 @@ static void test_migrate(struct backend *a, struct fe *f)
 	tap_ok(load_state(fc.s, blob, len, &reply) > 0 && reply == 0x100,
 	       "43 on an MTU-9000 destination: non-zero (incompatible)");
 	tap_ok(log_has(&c, "mtu"), "its log names the mtu");
+	tap_ok(stats_get(&c, "state_loads") == 1 &&
+	       stats_get(&c, "load_checks_ok") == 0 &&
+	       stats_get(&c, "check_failures") == 1, "its --stats: 1 LOAD, "
+	       "its CHECK failed");
 	fe_close(&fc, false);
 	backend_stop(&c);
 
@@ -404,6 +417,13 @@ static void test_migrate(struct backend *a, struct fe *f)
 	       "source's bases");
 	tap_ok(log_has(&b, "device started from the loaded state"),
 	       "destination started the device from the loaded state");
+	tap_ok(stats_get(&b, "state_loads") == 2 &&
+	       stats_get(&b, "load_checks_ok") == 1 &&
+	       stats_get(&b, "check_failures") == 1 &&
+	       stats_get(&b, "t_check_ns") > stats_get(a, "t_check_ns"),
+	       "destination --stats: 2 LOADs, 1 CHECK ok and 1 refused, "
+	       "checked after the source's CHECK (%lld ns later)",
+	       stats_get(&b, "t_check_ns") - stats_get(a, "t_check_ns"));
 	/* the frame queued while stopped goes now */
 	net_traffic(&fb, t, 1000);
 	tap_ok(t->seen[60000] == 1, "the frame queued while the source was "
@@ -1098,8 +1118,49 @@ static void test_logging(const char *kdev, const char *kernel)
 	tap_ok(log_has(&b, "relay mode"), "log: back-end switched to relay");
 	{
 		uint16_t first_rx = f.r[0].last_used;
+		int nc = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		int nk = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		uint64_t cnt = 0;
 
+		/*
+		 * New call and kick fds while relaying, as QEMU sends when
+		 * the guest masks or unmasks an MSI-X vector, with frames
+		 * kicked and in flight: the device must stay on the shadow
+		 * rings (a switch back and forth would let it write buffers
+		 * nothing logs, caught by the marks checked below).
+		 */
+		net_wait(&f, t);	/* the switch's frames, for rx room */
+		tap_is(send_only(&f, t, SWITCH_INFLIGHT, SWITCH_INFLIGHT),
+		       SWITCH_INFLIGHT, "log: %u frames published and kicked "
+		       "before the fds change", SWITCH_INFLIGHT);
+		tap_is(vring_fd(f.s, SET_VRING_CALL, 0, nc), 0, "log: "
+		       "SET_VRING_CALL (rx) while relaying: 0");
+		tap_is(vring_fd(f.s, SET_VRING_KICK, 1, nk), 0, "log: "
+		       "SET_VRING_KICK (tx) while relaying: 0");
+		tap_ok(stats_get(&b, "relay_fd_swaps") == 2 &&
+		       stats_get(&b, "relay_on") == 1 &&
+		       stats_get(&b, "relay_off") == 0, "log: both fds taken "
+		       "inside the relay, which never stopped (--stats: %lld "
+		       "swaps, relay on %lld, off %lld)",
+		       stats_get(&b, "relay_fd_swaps"),
+		       stats_get(&b, "relay_on"), stats_get(&b, "relay_off"));
+		close(f.r[0].call);
+		f.r[0].call = nc;
+		close(f.r[1].kick);
+		f.r[1].kick = nk;
+		/*
+		 * EVENT_IDX: ask for a call at the next rx completion, once
+		 * the frames in flight are back (the device idle)
+		 */
+		net_wait(&f, t);
+		__atomic_store_n(&f.r[0].avail->ring[QSZ],
+				 __atomic_load_n(&f.r[0].used->idx,
+						 __ATOMIC_ACQUIRE),
+				 __ATOMIC_RELEASE);
 		net_traffic(&f, t, 1000);
+		tap_ok(read(nc, &cnt, sizeof(cnt)) == sizeof(cnt) && cnt > 0,
+		       "log: the relay signals the new rx call fd (%llu)",
+		       (unsigned long long)cnt);
 		/* every rx buffer the device filled is marked */
 		for (i = first_rx; i != f.r[0].last_used; i++) {
 			uint16_t head = f.r[0].used->ring[i % QSZ].id;
@@ -1112,7 +1173,7 @@ static void test_logging(const char *kdev, const char *kernel)
 		if (!logged(log, gpa(f.g, f.r[0].used)))
 			unmarked++;
 	}
-	tap_ok(t->got == 1400 + 2 * SWITCH_INFLIGHT && t->got == t->sent &&
+	tap_ok(t->got == 1400 + 3 * SWITCH_INFLIGHT && t->got == t->sent &&
 	       !t->dup && !t->bad, "log: traffic through the relay intact "
 	       "(got %u of %u, dup %u bad %u)", t->got, t->sent, t->dup,
 	       t->bad);
@@ -1155,17 +1216,25 @@ static void test_logging(const char *kdev, const char *kernel)
 	tap_ok(i && fig[2] == pages, "log: the "
 	       "back-end's final count of pages logged (%llu) is the log's "
 	       "(%llu)", fig[2], (unsigned long long)pages);
+	tap_ok(stats_get(&b, "relay_on") == 1 &&
+	       stats_get(&b, "relay_off") == 1 &&
+	       stats_get(&b, "relay_pages_logged") == (long long)pages &&
+	       stats_get(&b, "relay_forwarded") == (long long)fig[0],
+	       "log: --stats counts one relay on and off, its pages logged "
+	       "(%lld) and chains forwarded (%lld)",
+	       stats_get(&b, "relay_pages_logged"),
+	       stats_get(&b, "relay_forwarded"));
 	tap_diag("log: at the switch back the relay's last forward moved %llu "
 		 "completions, the device had %llu requests left on the guest "
 		 "rings", fig[4], fig[3]);
 	/* the guest's kicks went to the relay: the switch must make up */
 	net_wait(&f, t);
-	tap_ok(t->got == 1400 + 3 * SWITCH_INFLIGHT && t->got == t->sent &&
+	tap_ok(t->got == 1400 + 4 * SWITCH_INFLIGHT && t->got == t->sent &&
 	       !t->dup && !t->bad, "log: the frames in flight at LOG_ALL off "
 	       "come back with no further kick (got %u of %u, dup %u bad %u)",
 	       t->got, t->sent, t->dup, t->bad);
 	net_traffic(&f, t, 500);
-	tap_ok(t->got == 1900 + 3 * SWITCH_INFLIGHT && t->got == t->sent &&
+	tap_ok(t->got == 1900 + 4 * SWITCH_INFLIGHT && t->got == t->sent &&
 	       !t->dup && !t->bad, "log: traffic after logging stopped "
 	       "(got %u of %u, dup %u bad %u)", t->got, t->sent, t->dup,
 	       t->bad);

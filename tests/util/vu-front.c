@@ -229,6 +229,7 @@ int backend_start_on(struct backend *b, const char *name,
 	snprintf(b->sim_sock, sizeof(b->sim_sock), "%s/%s.sim", vu_dir, name);
 	snprintf(b->vu_sock, sizeof(b->vu_sock), "%s/%s.vu", vu_dir, name);
 	snprintf(b->log, sizeof(b->log), "%s/%s.log", vu_dir, name);
+	snprintf(b->stats, sizeof(b->stats), "%s/%s.stats", vu_dir, name);
 	snprintf(prog, sizeof(prog), "%s/vdpa-sim", tu_build_dir());
 	snprintf(user, sizeof(user), "%s/vdpa-user", tu_build_dir());
 	argv[i++] = prog;
@@ -265,6 +266,8 @@ int backend_start_on(struct backend *b, const char *name,
 	argv[i++] = "3";
 	argv[i++] = "--log-level";
 	argv[i++] = "info";
+	argv[i++] = "--stats";
+	argv[i++] = b->stats;
 	argv[i] = NULL;
 	b->serve = spawn(argv, b->log);
 	if (b->serve < 0) {
@@ -287,6 +290,28 @@ int backend_end(struct backend *b)
 	stop(b->sim);
 	b->serve = b->sim = 0;
 	return st;
+}
+
+long long stats_get(const struct backend *b, const char *key)
+{
+	char buf[4096], pat[128], *p, *end;
+	long long v;
+	ssize_t n;
+	int fd = open(b->stats, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	snprintf(pat, sizeof(pat), "\"%s\": ", key);
+	p = strstr(buf, pat);
+	if (!p)
+		return -1;
+	v = strtoll(p + strlen(pat), &end, 10);
+	return end == p + strlen(pat) ? -1 : v;
 }
 
 int fe_connect(const struct backend *b)

@@ -89,6 +89,7 @@ struct backend {
 	pid_t sim, serve;
 	char sim_sock[PATH_MAX + 16], vu_sock[PATH_MAX + 16];
 	char log[PATH_MAX + 16];
+	char stats[PATH_MAX + 16];	/* serve --stats FILE */
 };
 
 /*
@@ -111,6 +112,12 @@ int fe_connect(const struct backend *b);
 int count_fds(pid_t pid);
 /* The fd count once it has settled at want (2 s at most). */
 int settled_fds(pid_t pid, int want);
+
+/*
+ * A counter of serve's --stats file: its value, or -1 when the file or
+ * the key is missing (a number is required, the key quoted exactly).
+ */
+long long stats_get(const struct backend *b, const char *key);
 
 /* The back-end's log (its first 4 MiB) as a string to free; NULL on error. */
 char *log_text(const struct backend *b);

@@ -87,6 +87,9 @@ static const struct cli_opt serve_opts[] = {
 	  "or debug (every request)" },
 	{ "--ready-fd", "N", "write \"ready\\n\" to the inherited fd N, then "
 	  "close it, once the socket listens" },
+	{ "--stats", "FILE", "the back-end's counters as one JSON object "
+	  "(42/43 saves, loads and checks, relay switches, times of the "
+	  "last stop, 42 and 43), rewritten whole whenever one changes" },
 	{ NULL, NULL, NULL },
 };
 
@@ -213,7 +216,8 @@ const struct cli_cmd cli_cmds[] = {
 	  "The check the load itself runs; names the first problem in one "
 	  "line, e.g. \"mtu: source 1500, destination 9000\".", NULL },
 	{ "serve", NULL, NULL, cmd_serve,
-	  "serve DEV --socket PATH [--log-level LEVEL] [--ready-fd N]",
+	  "serve DEV --socket PATH [--log-level LEVEL] [--ready-fd N] "
+	  "[--stats FILE]",
 	  "a vhost-user back-end (QEMU -netdev vhost-user, "
 	  "vhost-user-blk-pci) in front of a vDPA device",
 	  "One front-end at a time; the device is reset when it goes. "

@@ -38,7 +38,7 @@ static const struct {
 };
 
 struct serve_args {
-	const char *dev, *path;
+	const char *dev, *path, *stats;
 	int level, ready_fd;
 };
 
@@ -58,6 +58,10 @@ static int parse(int argc, char **argv, struct serve_args *a)
 			if (!val)
 				return cli_fail("serve: --socket needs a path");
 			a->path = val;
+		} else if (!strcmp(s, "--stats")) {
+			if (!val || !*val)
+				return cli_fail("serve: --stats needs a file");
+			a->stats = val;
 		} else if (!strcmp(s, "--log-level")) {
 			for (k = 0; val && k < sizeof(levels) / sizeof(levels[0]);
 			     k++)
@@ -84,7 +88,7 @@ static int parse(int argc, char **argv, struct serve_args *a)
 	}
 	if (!a->dev || !a->path)
 		return cli_fail("usage: vdpa-user serve DEV --socket PATH "
-				"[--log-level LEVEL] [--ready-fd N]");
+				"[--log-level LEVEL] [--ready-fd N] [--stats FILE]");
 	return 0;
 }
 
@@ -163,6 +167,7 @@ static void take_conn(struct srv *s, int lfd)
 	s->conn_pid = cred.pid;
 	s->refused = 0;
 	s->conn = fd;
+	s->st.connections++;
 	srv_log(LOG_NOTICE, "front-end connected (pid %d)", (int)cred.pid);
 }
 
@@ -207,6 +212,7 @@ static int loop(struct srv *s, int lfd)
 			serve_conn(s);
 		if (p[0].revents & POLLIN)
 			take_conn(s, lfd);
+		srv_stats_flush(s);
 	}
 	return 0;
 }
@@ -228,12 +234,19 @@ int cmd_serve(int argc, char **argv)
 	memset(&s, 0, sizeof(s));
 	s.conn = -1;
 	s.devname = a.dev;
+	s.stats_path = a.stats;
 	for (rc = 0; rc < SERVE_MAX_VQS; rc++)
 		s.vq[rc].kick_fd = s.vq[rc].call_fd = s.vq[rc].err_fd = -1;
 	cli_begin();
 	rc = srv_dev_init(&s, a.dev, err, sizeof(err));
 	if (rc < 0) {
 		rc = cli_fail("serve: %s", err);
+		goto out_dev;
+	}
+	/* the file exists (all zero) before anyone is told we are ready */
+	rc = srv_stats_flush(&s);
+	if (rc < 0) {
+		rc = cli_fail("serve: --stats %s: %s", a.stats, strerror(-rc));
 		goto out_dev;
 	}
 	lfd = listen_on(a.path);
@@ -254,6 +267,7 @@ int cmd_serve(int argc, char **argv)
 	rc = loop(&s, lfd);
 	if (s.conn >= 0)
 		srv_disconnect(&s);
+	srv_stats_flush(&s);
 	close(lfd);
 	unlink(a.path);
 	if (stop_sig)

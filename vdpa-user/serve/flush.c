@@ -211,6 +211,7 @@ int srv_blk_flush(struct srv *s, char *err, size_t errlen)
 	vdpa_state_free(s->stop_state);
 	s->stop_state = keep;
 	s->device_reset = true;
+	s->st.flushes++;
 	srv_log(LOG_INFO, "blk: write-back cache flushed before "
 		"GET_VRING_BASE");
 	return 0;

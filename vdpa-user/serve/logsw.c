@@ -169,6 +169,7 @@ static int relay_on(struct srv *s, char *err, size_t errlen)
 			errlen);
 	if (r < 0)
 		goto err_resume;
+	s->st.relay_on++;
 	/* the sum of the rings' indexes: the relay's figures start there */
 	srv_log(LOG_NOTICE, "LOG_ALL on: relay mode (%u rings, avail index "
 		"sum %" PRIu64 ")", n, taken);
@@ -192,6 +193,10 @@ static int relay_off(struct srv *s, bool run, char *err, size_t errlen)
 	/* the final figures: the stop forwards the last completions */
 	r = relay_stop_ex(s->relay, run, last, &c, err, errlen);
 	s->relay = NULL;
+	s->st.relay_off++;
+	s->st.relay_forwarded += c.avail_fwd;
+	s->st.relay_completions += c.used_fwd;
+	s->st.relay_pages_logged += c.logged_pages;
 	for (i = 0; i < s->nvqs; i++) {
 		struct srv_vq *v = &s->vq[i];
 

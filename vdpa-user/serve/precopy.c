@@ -203,6 +203,7 @@ int srv_precopy_check(struct srv *s, char *err, size_t errlen)
 			"ok (%zu bytes)", vdpa_transfer_bytes(s->xfer));
 		s->xfer_precopy = false;
 		srv_state_free(s);
+		s->st.precopy_rounds++;
 		return 0;
 	}
 	r = vdpa_transfer_take_round(s->xfer, &buf, &len);
@@ -217,6 +218,7 @@ int srv_precopy_check(struct srv *s, char *err, size_t errlen)
 	free(buf);
 	if (r < 0)
 		return r;
+	s->st.precopy_rounds++;
 	srv_log(LOG_NOTICE, "CHECK_DEVICE_STATE: pre-copy round LOAD applied "
 		"(%zu bytes)", len);
 	return 0;
@@ -288,7 +290,7 @@ int srv_precopy_request(struct srv *s, struct srv_msg *m)
 	} else if (m->hdr.request == VU_GET_PRECOPY_INFO) {
 		r = precopy_info(s, &pi);
 		if (!r)
-			return srv_send(s->conn, m->hdr.request, &pi,
+			return srv_reply(s, m->hdr.request, &pi,
 					sizeof(pi), -1) < 0 ? -1 : 0;
 	} else {
 		r = precopy_end(s);
@@ -296,7 +298,7 @@ int srv_precopy_request(struct srv *s, struct srv_msg *m)
 			srv_log(LOG_WARNING, "PRECOPY_END: %s", strerror(-r));
 	}
 	e = r < 0 ? (uint64_t)-r : 0;
-	return srv_send(s->conn, m->hdr.request, &e, sizeof(e), -1) < 0 ? -1 :
+	return srv_reply(s, m->hdr.request, &e, sizeof(e), -1) < 0 ? -1 :
 	       0;
 }
 

@@ -380,13 +380,12 @@ static void pass(struct relay *r, bool avail)
 	pthread_mutex_unlock(&r->lock);
 }
 
-static void *relay_thread(void *arg)
+/* The poll set: stop_fd (also the wake-up of an fd swap), kicks, calls. */
+static unsigned poll_set(struct relay *r, struct pollfd *p)
 {
-	struct relay *r = arg;
-	struct pollfd p[2 * RELAY_MAX_VQS + 1];
-	unsigned i, n;
+	unsigned i, n = 0;
 
-	n = 0;
+	pthread_mutex_lock(&r->lock);
 	p[n++] = (struct pollfd){ .fd = r->stop_fd, .events = POLLIN };
 	for (i = 0; i < r->nvqs; i++) {
 		p[n++] = (struct pollfd){ .fd = r->vq[i].g.kick_fd,
@@ -394,23 +393,85 @@ static void *relay_thread(void *arg)
 		p[n++] = (struct pollfd){ .fd = r->vq[i].scall,
 					  .events = POLLIN };
 	}
+	pthread_mutex_unlock(&r->lock);
+	return n;
+}
+
+static struct rvq *relayed(struct relay *r, uint32_t idx);
+
+static void *relay_thread(void *arg)
+{
+	struct relay *r = arg;
+	struct pollfd p[2 * RELAY_MAX_VQS + 1];
+	unsigned i, n;
+
 	/* what the guest published before the switch, already kicked */
 	pass(r, true);
 	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		/*
+		 * Rebuilt every round: relay_set_guest_fd() may have swapped
+		 * a kick fd (it wakes us through stop_fd); an fd closed
+		 * under poll() shows as POLLNVAL and is simply polled anew.
+		 */
+		n = poll_set(r, p);
 		if (poll(p, n, RELAY_POLL_MS) < 0 && errno != EINTR)
 			break;
-		for (i = 1; i < n; i++) {
+		pthread_mutex_lock(&r->lock);
+		for (i = 0; i < n; i++) {
 			if (!(p[i].revents & POLLIN))
+				continue;
+			/*
+			 * A kick fd swapped (and closed by serve) since the
+			 * poll may be another file by now: read only the
+			 * one still in place (the next round polls it).
+			 */
+			if (i % 2 && p[i].fd != r->vq[i / 2].g.kick_fd)
 				continue;
 			drain_fd(p[i].fd);
 			if (i % 2)
 				count(&r->c.kicks, 1);
 		}
+		pthread_mutex_unlock(&r->lock);
 		if (__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE))
 			break;
 		pass(r, true);
 	}
 	return NULL;
+}
+
+int relay_set_guest_fd(struct relay *r, uint32_t idx, bool kick, int fd)
+{
+	struct rvq *q;
+	uint64_t one = 1;
+	int old;
+
+	if (!r || idx >= RELAY_MAX_VQS)
+		return -EINVAL;
+	pthread_mutex_lock(&r->lock);
+	q = relayed(r, idx);
+	if (!q) {
+		/* the device has it; what the move back gives it again */
+		if (kick)
+			r->other_kick[idx] = fd;
+		else
+			r->other_call[idx] = fd;
+		pthread_mutex_unlock(&r->lock);
+		return 0;
+	}
+	if (fd < 0) {
+		pthread_mutex_unlock(&r->lock);
+		return -EINVAL;
+	}
+	old = kick ? q->g.kick_fd : q->g.call_fd;
+	if (kick)
+		q->g.kick_fd = fd;
+	else
+		q->g.call_fd = fd;
+	pthread_mutex_unlock(&r->lock);
+	if (kick && old != fd && write(r->stop_fd, &one, sizeof(one)) < 0) {
+		/* the thread polls anew within RELAY_POLL_MS anyway */
+	}
+	return 1;
 }
 
 /* ---- checking what the caller hands over ------------------------------------ */

@@ -137,6 +137,19 @@ int relay_stop(struct relay *r, bool run, uint16_t *ret_last_avail,
 int relay_set_log(struct relay *r, const struct relay_log *log, char *err,
 		  size_t errlen);
 
+/*
+ * The front-end's new kick (kick true) or call eventfd for queue idx while
+ * relaying (SET_VRING_KICK / SET_VRING_CALL, as QEMU sends when the guest
+ * masks or unmasks an MSI-X vector). A relayed queue: swapped under the
+ * relay's lock, the device never leaves the shadow rings, so logging has
+ * no gap; returns 1 and the caller must not give fd to the device. A queue
+ * the relay leaves alone: recorded for the move back; returns 0 and the
+ * caller gives fd to the device itself. The caller keeps owning fd, and
+ * may close the old one once this returns. -EINVAL: bad index, or no fd
+ * for a relayed queue.
+ */
+int relay_set_guest_fd(struct relay *r, uint32_t idx, bool kick, int fd);
+
 /* Chains forwarded (guest avail -> device) and log pages newly marked. */
 void relay_stats(const struct relay *r, uint64_t *fwd, uint64_t *logged_pages);
 

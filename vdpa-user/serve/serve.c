@@ -20,6 +20,7 @@
 #include <linux/virtio_blk.h>
 
 #include "serve.h"
+#include "relay.h"
 
 int srv_log_level = LOG_NOTICE;
 
@@ -51,7 +52,7 @@ struct ctx {
 
 static int reply(struct ctx *c, const void *p, uint32_t size, int fd)
 {
-	int r = srv_send(c->s->conn, c->m->hdr.request, p, size, fd);
+	int r = srv_reply(c->s, c->m->hdr.request, p, size, fd);
 
 	c->replied = true;
 	if (r < 0)
@@ -130,6 +131,8 @@ static int stop_device(struct ctx *c)
 	struct srv *s = c->s;
 	int r;
 
+	s->st.t_get_vring_base_ns = srv_now_ns();
+	s->st.stops++;
 	if (s->relay) {
 		r = srv_relay_stop_suspended(s, c->err, sizeof(c->err));
 		if (r < 0)
@@ -419,26 +422,33 @@ static int h_set_vring_fd(struct ctx *c)
 	if (req == VU_SET_VRING_KICK && !running(s))
 		restart_pending(s);
 	if (req != VU_SET_VRING_ERR && running(s)) {
-		bool relaying = s->relay != NULL;
+		/*
+		 * Relaying: the relay takes the guest's fd under its lock and
+		 * the device stays on the shadow rings, so nothing it writes
+		 * escapes the log (QEMU sends SET_VRING_CALL mid-migration
+		 * whenever the guest masks or unmasks an MSI-X vector).
+		 */
+		bool kick = req == VU_SET_VRING_KICK;
+		int swapped = s->relay ?
+			      relay_set_guest_fd(s->relay, idx, kick, fd) : 0;
 
-		/* the relay holds the guest's fds: off, swap, on again */
-		if (relaying) {
-			r = srv_log_switch(s, false, c->err, sizeof(c->err));
-			if (r < 0)
-				return r;
+		r = swapped;
+		if (swapped == 0) {
+			r = kick ? vdpa_dev_set_vring_kick(s->dev, idx, fd) :
+				   vdpa_dev_set_vring_call(s->dev, idx, fd);
+			/* the relay keeps the fd the device still has */
+			if (r < 0 && s->relay)
+				relay_set_guest_fd(s->relay, idx, kick, *slot);
 		}
-		r = req == VU_SET_VRING_KICK ?
-		    vdpa_dev_set_vring_kick(s->dev, idx, fd) :
-		    vdpa_dev_set_vring_call(s->dev, idx, fd);
 		if (r < 0)
 			return fail(c, r, "ring %u: %s: %s", idx,
 				    vu_request_name(req), strerror(-r));
+		if (swapped > 0)
+			s->st.relay_fd_swaps++;
 		if (*slot >= 0)
 			close(*slot);
 		*slot = fd;
 		c->m->nfds = 0;
-		if (relaying)
-			return srv_log_switch(s, true, c->err, sizeof(c->err));
 		return 0;
 	}
 	if (*slot >= 0)
@@ -688,6 +698,7 @@ int srv_handle(struct srv *s, struct srv_msg *m)
 	if (r < 0) {
 		srv_log(LOG_ERR, "%s; closing the connection", c.err);
 		srv_msg_close_fds(m);
+		s->st.request_errors++;
 		return -1;
 	}
 	if (req == VU_GET_PRECOPY_INFO || req == VU_PRECOPY_END)
@@ -706,6 +717,8 @@ int srv_handle(struct srv *s, struct srv_msg *m)
 		if (!r && !has_own_reply(req))
 			r = maybe_start(&c);
 	}
+	if (r < 0)
+		s->st.request_errors++;
 	/* a request with its own reply that could not give it */
 	if (r < 0 && has_own_reply(req)) {
 		srv_log(LOG_ERR, "%s: %s; closing the connection", name, c.err);
@@ -718,11 +731,11 @@ int srv_handle(struct srv *s, struct srv_msg *m)
 			return -1;
 		}
 		srv_log(LOG_ERR, "%s: %s", name, c.err);
-		return srv_send(s->conn, req, &(uint64_t){ 1 }, 8, -1) < 0 ?
+		return srv_reply(s, req, &(uint64_t){ 1 }, 8, -1) < 0 ?
 		       -1 : 0;
 	}
 	if (ack && !has_own_reply(req))
-		return srv_send(s->conn, req, &(uint64_t){ 0 }, 8, -1) < 0 ?
+		return srv_reply(s, req, &(uint64_t){ 0 }, 8, -1) < 0 ?
 		       -1 : 0;
 	return 0;
 }

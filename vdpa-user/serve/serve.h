@@ -45,6 +45,20 @@ struct srv_msg {
 	unsigned int nfds;
 };
 
+/* `serve --stats FILE` (stats.c): cumulative over the process */
+struct srv_stats {
+	uint64_t connections, request_errors;
+	uint64_t stops;			/* devices stopped by GET_VRING_BASE */
+	uint64_t flushes;		/* blk caches flushed at a stop */
+	uint64_t state_saves, state_loads;	/* 42, stopped phase, taken */
+	uint64_t save_checks_ok, load_checks_ok, check_failures;	/* 43 */
+	uint64_t precopy_rounds;
+	uint64_t relay_on, relay_off, relay_fd_swaps;
+	uint64_t relay_forwarded, relay_completions, relay_pages_logged;
+	/* CLOCK_MONOTONIC ns of the last such event */
+	uint64_t t_get_vring_base_ns, t_state_fd_ns, t_check_ns;
+};
+
 struct relay;
 struct vdpa_mig_src;
 struct vdpa_mig_dst;
@@ -95,7 +109,18 @@ struct srv {
 
 	/* figures for the log */
 	uint64_t nmsgs;
+	struct srv_stats st, st_last;
+	const char *stats_path;		/* NULL: no --stats */
+	bool stats_written;
+	unsigned int stats_failed;
 };
+
+/* stats.c: rewrite the --stats file if a counter changed; 0 or -errno */
+int srv_stats_flush(struct srv *s);
+/* A reply to the front-end, the --stats file brought up to date first. */
+int srv_reply(struct srv *s, uint32_t request, const void *payload,
+	      uint32_t size, int send_fd);
+uint64_t srv_now_ns(void);
 
 /* log.c-like helpers (serve.c) */
 void srv_log(int level, const char *fmt, ...)

@@ -136,6 +136,11 @@ int srv_state_set_fd(struct srv *s, const struct vu_state_fd *p, int fd,
 	}
 	s->xfer_dir = p->direction;
 	*ret_reply = vdpa_transfer_reply(0, *ret_fd);
+	s->st.t_state_fd_ns = srv_now_ns();
+	if (p->direction == VDPA_TRANSFER_SAVE)
+		s->st.state_saves++;
+	else
+		s->st.state_loads++;
 	srv_log(LOG_NOTICE, "SET_DEVICE_STATE_FD %s%s",
 		p->direction == VDPA_TRANSFER_SAVE ? "SAVE" : "LOAD",
 		*ret_fd >= 0 ? " (back-end's own pipe returned)" : "");
@@ -158,6 +163,7 @@ int srv_state_check(struct srv *s, char *err, size_t errlen)
 	}
 	if (s->xfer_precopy)
 		return srv_precopy_check(s, err, errlen);
+	s->st.check_failures++;		/* taken back below on success */
 	r = vdpa_transfer_check(s->xfer);
 	if (r < 0) {
 		const char *why = vdpa_transfer_error(s->xfer);
@@ -186,12 +192,18 @@ int srv_state_check(struct srv *s, char *err, size_t errlen)
 		}
 		srv_state_free(s);
 		s->loaded = st;
+		s->st.check_failures--;
+		s->st.load_checks_ok++;
+		s->st.t_check_ns = srv_now_ns();
 		srv_log(LOG_NOTICE, "CHECK_DEVICE_STATE: LOAD ok (%u rings%s), "
 			"applied when the rings start", st->nqueues,
 			st->has_device ? ", the device's own state" : "");
 	} else {
 		srv_log(LOG_NOTICE, "CHECK_DEVICE_STATE: SAVE ok (%zu bytes)",
 			vdpa_transfer_bytes(s->xfer));
+		s->st.check_failures--;
+		s->st.save_checks_ok++;
+		s->st.t_check_ns = srv_now_ns();
 		srv_state_free(s);
 		/* the final state went out: the rounds are done with */
 		srv_precopy_free(s);
